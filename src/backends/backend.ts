@@ -1,0 +1,86 @@
+/**
+ * The contract between a pool and the place its runners run. A backend sees
+ * only runners' lifecycles, never calls: it starts a machine (or process) that
+ * runs the runner agent with the given environment, stops it, and lists the
+ * ones it started so a restarted parent can clean up after a crashed one.
+ *
+ * A new provider implements this in one file.
+ */
+import type { Logger } from "../log.js";
+
+export interface ProvisionRequest {
+  /** Unique id of the runner, chosen by the pool. Use it as an idempotency key. */
+  runnerId: string;
+  /** Pool name, for tags and metadata. */
+  pool: string;
+  /** Id of the parent process (stable for its lifetime), for tags and metadata. */
+  parentId: string;
+  /**
+   * Environment the runner agent needs (FLAME_PARENT and friends). Holds the
+   * runner's one-time token: put it only where the runner can read it.
+   */
+  env: Record<string, string>;
+  /** Module the runner agent imports so the pool's functions are defined (pool option `entry`). */
+  entry: string | undefined;
+  /** Absolute deadline (ms since epoch) by which the runner must have connected. */
+  deadline: number;
+  /** Aborted when the pool gives up on this boot (stop, boot timeout): clean up and reject. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+/** What a backend returns for a started runner; passed back to `terminate`. */
+export interface ProvisionedRunner {
+  runnerId: string;
+  /** The provider's id for it: a pid, a Fly machine id, an EC2 instance id. */
+  providerId: string;
+  /**
+   * Settles when the runner is known to have stopped (process exited, machine
+   * destroyed), with a description. Lets the pool fail a boot at once when the
+   * runner crashes before connecting. Optional: remote backends may not know.
+   */
+  exited?: Promise<string>;
+}
+
+/** A runner the backend finds running, as returned by `list`. */
+export interface ListedRunner {
+  runnerId: string;
+  providerId: string;
+  pool: string;
+  parentId: string;
+  state: string;
+}
+
+/** Where the parent's control plane listens and the URL runners dial. */
+export interface ControlPlaneAddress {
+  /** Interface to bind, e.g. "127.0.0.1" or "::". */
+  host: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Turns the bound port into the URL runners dial. */
+  advertisedUrl(boundPort: number): string;
+}
+
+export interface Backend {
+  /** Short name for logs and errors, e.g. "process", "fly". */
+  readonly name: string;
+
+  /**
+   * Where the parent must listen so this backend's runners can reach it.
+   * Local backends leave it undefined (loopback, ephemeral port).
+   */
+  controlPlane?(): ControlPlaneAddress;
+
+  /**
+   * Starts a runner. Resolves once the provider accepted it (not when it has
+   * connected: the pool waits for the runner's hello). Throw a `BackendError`
+   * with `retryable` set to say whether trying again may help.
+   */
+  provision(request: ProvisionRequest): Promise<ProvisionedRunner>;
+
+  /** Stops a runner and makes sure it is gone. Idempotent: an unknown or gone runner is not an error. */
+  terminate(runner: ProvisionedRunner): Promise<void>;
+
+  /** Runners this backend started and that still exist, optionally for one pool only. */
+  list(filter?: { pool?: string }): Promise<ListedRunner[]>;
+}

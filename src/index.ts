@@ -1,0 +1,40 @@
+/**
+ * flame-ts: wrap any function, and it runs on a short-lived copy of your app
+ * on another machine, booted on demand and shut down when idle.
+ *
+ * This is the only public entry point; everything else is internal.
+ */
+export { Pool, type PoolStats } from "./pool/pool.js";
+export type {
+  PoolOptions,
+  CallOptions,
+  ResizeOptions,
+  GrowInfo,
+  GrowResult,
+  ShrinkInfo,
+  ShrinkReason,
+  IdleShutdownPolicy,
+} from "./pool/options.js";
+export type { CallContext, DefinedFunction } from "./pool/function.js";
+export type { PlacedChild } from "./pool/child.js";
+export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, ControlPlaneAddress } from "./backends/backend.js";
+export { ProcessBackend, type ProcessBackendOptions } from "./backends/process.js";
+export { LocalBackend } from "./backends/local.js";
+export { isRunner, currentRunner, type RunnerIdentity } from "./runtime.js";
+export { consoleLogger, type Logger, type LogLevel } from "./log.js";
+export {
+  FlameError,
+  InvalidOptionError,
+  CallTimeoutError,
+  CallAbortedError,
+  BootError,
+  BootTimeoutError,
+  RunnerExitedError,
+  QueueFullError,
+  PoolStoppedError,
+  RemoteError,
+  SerializationError,
+  UnknownFunctionError,
+  VersionMismatchError,
+  BackendError,
+} from "./errors.js";

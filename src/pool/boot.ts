@@ -1,0 +1,181 @@
+/**
+ * Booting one runner: provision it through the backend, wait for its
+ * authenticated hello, check it runs the same protocol and app version, and
+ * clean up everything (expectation, provider resource) if any step fails.
+ */
+import { randomBytes } from "node:crypto";
+import type { WebSocket } from "ws";
+import type { Backend, ProvisionedRunner } from "../backends/backend.js";
+import type { ControlPlane } from "../control-plane/listener.js";
+import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { decodeMessage, encodeMessage } from "../protocol/codec.js";
+import { DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION, type HelloMessage, type RunnerMessage } from "../protocol/messages.js";
+import { encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import type { Runner } from "./runner.js";
+
+export interface BootContext {
+  backend: Backend;
+  controlPlane: ControlPlane;
+  pool: string;
+  parentId: string;
+  entry: string | undefined;
+  appVersion: string;
+  bootTimeout: number;
+  runnerConnectTimeout: number;
+  heartbeatInterval: number;
+  log: Logger;
+  /** Aborted when the pool stops: the boot is abandoned and cleaned up. */
+  signal: AbortSignal;
+}
+
+/** Boots `runner` (state "booting") until it is connected; throws a BootError otherwise. */
+export async function bootRunner(runner: Runner, context: BootContext): Promise<void> {
+  const deadline = Date.now() + context.bootTimeout;
+  const token = randomBytes(32).toString("base64url");
+  const abort = new AbortController();
+  const onPoolAbort = () => abort.abort(new BootError(`pool "${context.pool}" stopped while runner ${runner.id} was booting`));
+  context.signal.addEventListener("abort", onPoolAbort, { once: true });
+
+  let resolveSocket!: (socket: WebSocket) => void;
+  const connected = new Promise<WebSocket>((resolve) => (resolveSocket = resolve));
+  const withdraw = context.controlPlane.expect(runner.id, token, (socket) => resolveSocket(socket));
+  const timer = setTimeout(
+    () =>
+      abort.abort(
+        new BootTimeoutError(
+          `runner ${runner.id} (${context.backend.name} backend) never connected back to the parent at ${context.controlPlane.url} within bootTimeout (${context.bootTimeout} ms): check that runners can reach that address and that the runner image runs the flame-ts runner agent`,
+        ),
+      ),
+    context.bootTimeout,
+  );
+  const aborted = new Promise<never>((_, reject) => {
+    if (abort.signal.aborted) reject(abort.signal.reason);
+    abort.signal.addEventListener("abort", () => reject(abort.signal.reason), { once: true });
+  });
+  aborted.catch(() => undefined);
+
+  let provisioned: ProvisionedRunner | undefined;
+  let socket: WebSocket | undefined;
+  try {
+    const provisioning = context.backend.provision({
+      runnerId: runner.id,
+      pool: context.pool,
+      parentId: context.parentId,
+      entry: context.entry,
+      deadline,
+      signal: abort.signal,
+      log: context.log,
+      env: {
+        [RUNNER_ENV_VAR]: encodeRunnerEnv({
+          parentUrl: context.controlPlane.url,
+          runnerId: runner.id,
+          pool: context.pool,
+          token,
+          connectTimeout: context.runnerConnectTimeout,
+          heartbeatInterval: context.heartbeatInterval,
+        }),
+      },
+    });
+    // If the boot is abandoned while the provider is still creating, the runner it makes must still be removed.
+    provisioning.then(
+      (late) => {
+        if (!provisioned && abort.signal.aborted) void terminateQuietly(context, late);
+      },
+      () => undefined,
+    );
+    provisioned = await Promise.race([provisioning, aborted]);
+    runner.provisioned = provisioned;
+
+    const crashed = provisioned.exited?.then((detail) => {
+      throw new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`);
+    });
+    crashed?.catch(() => undefined);
+    socket = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
+    const hello = await Promise.race([readHello(socket, runner.id), aborted, ...(crashed ? [crashed] : [])]);
+    checkHello(hello, runner.id, context);
+    socket.send(encodeMessage({ type: "welcome" }, DEFAULT_MAX_PAYLOAD));
+    return attachReady(runner, socket, context);
+  } catch (error) {
+    const failure = asBootError(error, runner.id, context);
+    if (socket && failure instanceof VersionMismatchError) {
+      socket.send(encodeMessage({ type: "refuse", reason: failure.message }, DEFAULT_MAX_PAYLOAD));
+      socket.close(4000, "refused");
+    } else {
+      socket?.terminate();
+    }
+    if (!abort.signal.aborted) abort.abort(failure);
+    if (provisioned) await terminateQuietly(context, provisioned);
+    throw failure;
+  } finally {
+    clearTimeout(timer);
+    withdraw();
+    context.signal.removeEventListener("abort", onPoolAbort);
+  }
+}
+
+function attachReady(runner: Runner, socket: WebSocket, context: BootContext): void {
+  runner.attach(socket, context.heartbeatInterval);
+  runner.state = "ready";
+}
+
+function readHello(socket: WebSocket, runnerId: string): Promise<HelloMessage> {
+  return new Promise((resolve, reject) => {
+    const onClose = () => reject(new BootError(`runner ${runnerId} closed its connection before saying hello`));
+    socket.once("close", onClose);
+    socket.once("message", (data: Buffer) => {
+      socket.off("close", onClose);
+      try {
+        const message = decodeMessage<RunnerMessage>(data);
+        if (message.type !== "hello") throw new Error(`expected hello, got ${message.type}`);
+        resolve(message);
+      } catch (error) {
+        reject(new BootError(`runner ${runnerId} sent an invalid hello: ${(error as Error).message}`, { cause: error }));
+      }
+    });
+  });
+}
+
+function checkHello(hello: HelloMessage, runnerId: string, context: BootContext): void {
+  if (hello.protocolVersion !== PROTOCOL_VERSION) {
+    throw new VersionMismatchError(
+      `runner ${runnerId} speaks protocol version ${hello.protocolVersion}, the parent speaks ${PROTOCOL_VERSION}: deploy the same flame-ts version on both`,
+    );
+  }
+  if (hello.appVersion !== context.appVersion) {
+    throw new VersionMismatchError(
+      `runner ${runnerId} runs app version ${hello.appVersion}, the parent runs ${context.appVersion}: runners must run the same build as their parent`,
+    );
+  }
+  if (!hello.poolDefined) {
+    throw new BootError(
+      `runner ${runnerId} loaded its entry module but it defines no pool named "${context.pool}": set the pool's "entry" option to the module that creates it`,
+      { retryable: false },
+    );
+  }
+}
+
+function asBootError(error: unknown, runnerId: string, context: BootContext): FlameError {
+  if (error instanceof BootError || error instanceof VersionMismatchError) return error;
+  if (error instanceof BackendError) {
+    const wrapped = new BootError(`${context.backend.name} backend could not start runner ${runnerId}: ${error.message}`, { cause: error });
+    return wrapped;
+  }
+  return new BootError(`runner ${runnerId} failed to boot: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+}
+
+async function terminateQuietly(context: BootContext, provisioned: ProvisionedRunner): Promise<void> {
+  try {
+    await context.backend.terminate(provisioned);
+  } catch (error) {
+    context.log.error({ err: error, runnerId: provisioned.runnerId }, "could not terminate a runner whose boot failed");
+  }
+}
+
+/** Whether another attempt may succeed after this boot failure. */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof VersionMismatchError) return false;
+  if (error instanceof BootError && !error.retryable) return false;
+  const cause = error instanceof BootError ? error.cause : error;
+  return cause instanceof BackendError ? cause.retryable : true;
+}

@@ -1,0 +1,33 @@
+/**
+ * placeChild: a long-lived task on a runner, linked to its caller. It is a
+ * call without a timeout whose handle is returned as soon as a runner took it.
+ */
+import type { Runner } from "./runner.js";
+
+export interface PlacedChild<T> {
+  /** The runner the child runs on. */
+  runnerId: string;
+  /** Settles when the child's function returns or throws (CallAbortedError after stop()). */
+  done: Promise<T>;
+  /** Aborts the child's signal on the runner; `done` rejects. */
+  stop(): void;
+}
+
+export function startChild<T>(
+  submit: (signal: AbortSignal, onPlaced: (runner: Runner) => void) => Promise<unknown>,
+  callerSignal: AbortSignal | undefined,
+): Promise<PlacedChild<T>> {
+  const controller = new AbortController();
+  const signal = callerSignal ? AbortSignal.any([callerSignal, controller.signal]) : controller.signal;
+  return new Promise((resolve, reject) => {
+    let placed = false;
+    const done = submit(signal, (runner) => {
+      placed = true;
+      resolve({ runnerId: runner.id, done: done as Promise<T>, stop: () => controller.abort(new Error("child stopped")) });
+    });
+    // Before placement a failure is the placeChild promise's; after, it belongs to `done`.
+    done.catch((error: unknown) => {
+      if (!placed) reject(error);
+    });
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * One call from the moment a caller makes it until it settles: queued, then
+ * running on a runner. Owns the call's timers and its abort listener, so that
+ * whatever settles it first (result, timeout, abort, runner exit) cleans up
+ * everything else.
+ */
+import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, UnknownFunctionError } from "../errors.js";
+import type { ResultMessage, SerializedError } from "../protocol/messages.js";
+import type { Runner } from "./runner.js";
+
+export class PendingCall {
+  runner: Runner | undefined;
+  /** When the wait for a runner ends (ms since epoch); Infinity until queued. */
+  queueDeadline = Infinity;
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly removeAbortListener: (() => void) | undefined;
+
+  constructor(
+    readonly callId: number,
+    readonly functionId: string,
+    /** The encoded call message, serialized once when the call was made. */
+    readonly frame: Buffer,
+    readonly poolName: string,
+    readonly child: boolean,
+    private readonly executionTimeout: number,
+    private readonly resolve: (value: unknown) => void,
+    private readonly reject: (error: Error) => void,
+    /** Called when the caller gives up: the pool dequeues the call or cancels it on its runner. */
+    private readonly onGiveUp: (call: PendingCall, reason: "timeout" | "aborted") => void,
+    signal: AbortSignal | undefined,
+    /** Called once the call is on a runner (placeChild uses it to learn the runner). */
+    readonly onPlaced?: (runner: Runner) => void,
+  ) {
+    if (signal) {
+      const onAbort = () => {
+        if (this.settled) return;
+        this.onGiveUp(this, "aborted");
+        this.fail(new CallAbortedError(functionId, signal.reason));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.removeAbortListener = () => signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  get isSettled(): boolean {
+    return this.settled;
+  }
+
+  /** Bounds the wait for a runner; `onExpire` decides the error (it knows why no runner came). */
+  waitAtMost(milliseconds: number, onExpire: () => Error): void {
+    this.queueDeadline = Date.now() + milliseconds;
+    this.timer = setTimeout(() => {
+      if (this.settled) return;
+      this.fail(onExpire());
+    }, milliseconds);
+  }
+
+  /** The call is now on `runner`: the queue timer gives way to the execution timeout. */
+  placed(runner: Runner): void {
+    this.runner = runner;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (Number.isFinite(this.executionTimeout)) {
+      this.timer = setTimeout(() => {
+        if (this.settled) return;
+        this.onGiveUp(this, "timeout");
+        this.fail(new CallTimeoutError(this.functionId, this.executionTimeout, "running"));
+      }, this.executionTimeout);
+    }
+    this.onPlaced?.(runner);
+  }
+
+  /** Settles from the runner's answer (or a RunnerExitedError). */
+  finish(result: ResultMessage | Error): void {
+    if (result instanceof Error) return this.fail(result);
+    if (result.ok) return this.succeed(result.value);
+    this.fail(toError(result.error!, this.poolName, this.functionId));
+  }
+
+  fail(error: Error): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.reject(error);
+  }
+
+  private succeed(value: unknown): void {
+    if (this.settled) return;
+    this.cleanup();
+    this.resolve(value);
+  }
+
+  private cleanup(): void {
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.removeAbortListener?.();
+  }
+}
+
+/** Rebuilds the error a runner reported into the error the caller gets. */
+export function toError(serialized: SerializedError, poolName: string, functionId: string): Error {
+  switch (serialized.kind) {
+    case "unknown-function":
+      return new UnknownFunctionError(poolName, functionId);
+    case "serialization":
+      return new SerializationError(`runner could not send the result of "${functionId}": ${serialized.message}`);
+    default:
+      return new RemoteError(serialized, { cause: causeOf(serialized.cause, poolName, functionId) });
+  }
+}
+
+function causeOf(cause: SerializedError["cause"], poolName: string, functionId: string): unknown {
+  if (cause === undefined) return undefined;
+  if ("kind" in cause) return toError(cause as SerializedError, poolName, functionId);
+  return (cause as { value: unknown }).value;
+}

@@ -1,0 +1,213 @@
+/**
+ * The parent's side of one runner: its connection, the calls in flight on it,
+ * liveness, and its lifecycle state. It knows nothing of queues or scaling;
+ * it reports to its pool through `RunnerEvents`.
+ */
+import type { WebSocket } from "ws";
+import type { ProvisionedRunner } from "../backends/backend.js";
+import { RunnerExitedError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { ShrinkReason } from "./options.js";
+import { decodeMessage, encodeMessage } from "../protocol/codec.js";
+import {
+  DEFAULT_MAX_PAYLOAD,
+  type CancelMessage,
+  type ParentMessage,
+  type ResultMessage,
+  type RunnerMessage,
+} from "../protocol/messages.js";
+
+/**
+ * booting: provisioned, not yet said hello. ready: takes calls.
+ * draining: takes no new calls, ends when its calls are done. stopping: being terminated. exited: gone.
+ */
+export type RunnerState = "booting" | "ready" | "draining" | "stopping" | "exited";
+
+export interface InFlightCall {
+  callId: number;
+  functionId: string;
+  /** Receives the runner's answer, or RunnerExitedError. Not called once abandoned. */
+  settle(result: ResultMessage | Error): void;
+  /** Placed children keep the runner from idling but are otherwise calls. */
+  child: boolean;
+  /** The caller gave up (timeout, abort); the slot stays taken until the runner answers. */
+  abandoned: boolean;
+  graceTimer?: NodeJS.Timeout;
+}
+
+export interface RunnerEvents {
+  /** A call finished (or was answered after being abandoned): a slot is free. */
+  callFinished(runner: Runner): void;
+  /** An abandoned call outlived the grace period: its work ignores its signal. */
+  stuck(runner: Runner, functionId: string): void;
+  /** The connection is gone, for whatever reason. Fires once. */
+  exited(runner: Runner, detail: string): void;
+}
+
+export class Runner {
+  state: RunnerState = "booting";
+  provisioned: ProvisionedRunner | undefined;
+  /** Calls served since boot, for singleUse and stats. */
+  callsStarted = 0;
+  idleTimer: NodeJS.Timeout | undefined;
+  idleSince = Date.now();
+  /** Why the pool took this runner out of routing, if it did. */
+  drainReason: ShrinkReason | undefined;
+
+  private socket: WebSocket | undefined;
+  private readonly inFlight = new Map<number, InFlightCall>();
+  private childCount = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private missedPongs = 0;
+  private idleCheckReplies = new Map<number, (shutdown: boolean) => void>();
+  private nextIdleCheckId = 1;
+
+  constructor(
+    readonly id: string,
+    private readonly events: RunnerEvents,
+    private readonly log: Logger,
+    private readonly abortGracePeriod: number,
+  ) {}
+
+  /** Calls on this runner, including abandoned ones still running. */
+  get load(): number {
+    return this.inFlight.size;
+  }
+
+  /** Calls whose callers still wait for them (abandoned ones excluded). */
+  get liveCalls(): number {
+    let live = 0;
+    for (const call of this.inFlight.values()) if (!call.abandoned) live += 1;
+    return live;
+  }
+
+  get hasChildren(): boolean {
+    return this.childCount > 0;
+  }
+
+  /** Fails every placed child with `error` and aborts it on the runner (the pool is stopping). */
+  cancelChildren(error: Error): void {
+    for (const call of this.inFlight.values()) {
+      if (!call.child || call.abandoned) continue;
+      call.settle(error);
+      this.cancelCall(call.callId, "stopped");
+    }
+  }
+
+  /** Takes over the authenticated socket once the runner said hello. */
+  attach(socket: WebSocket, heartbeatInterval: number, onMessage?: (message: RunnerMessage) => void): void {
+    this.socket = socket;
+    socket.on("message", (data: Buffer) => this.receive(data, onMessage));
+    socket.on("close", (code, reason) => this.markExited(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
+    socket.on("error", (error) => this.log.debug({ err: error }, "runner socket error"));
+    socket.on("pong", () => {
+      this.missedPongs = 0;
+    });
+    this.heartbeat = setInterval(() => {
+      if (this.missedPongs >= 3) {
+        this.log.warn({}, "runner stopped answering pings; counting it as exited");
+        socket.terminate();
+        return;
+      }
+      this.missedPongs += 1;
+      socket.ping();
+    }, heartbeatInterval);
+    this.heartbeat.unref();
+  }
+
+  /** Sends an already-encoded call frame and tracks it. */
+  startCall(call: InFlightCall, frame: Buffer): void {
+    this.inFlight.set(call.callId, call);
+    if (call.child) this.childCount += 1;
+    this.callsStarted += 1;
+    this.socket!.send(frame, { binary: true });
+  }
+
+  /**
+   * The caller gave up on a call: tell the runner to abort it, and watch that
+   * it really stops within the grace period.
+   */
+  cancelCall(callId: number, reason: CancelMessage["reason"]): void {
+    const call = this.inFlight.get(callId);
+    if (!call || call.abandoned) return;
+    call.abandoned = true;
+    this.send({ type: "cancel", callId, reason });
+    call.graceTimer = setTimeout(() => this.events.stuck(this, call.functionId), this.abortGracePeriod);
+    call.graceTimer.unref();
+  }
+
+  /** Asks the runner's idle check whether it may shut down. */
+  askIdleCheck(timeout: number): Promise<boolean> {
+    const checkId = this.nextIdleCheckId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(true), timeout);
+      const finish = (shutdown: boolean) => {
+        clearTimeout(timer);
+        this.idleCheckReplies.delete(checkId);
+        resolve(shutdown);
+      };
+      this.idleCheckReplies.set(checkId, finish);
+      if (!this.send({ type: "idle-check", checkId })) finish(true);
+    });
+  }
+
+  /** Asks the runner to exit; the backend's terminate makes sure of it. */
+  requestShutdown(reason: string): void {
+    this.send({ type: "shutdown", reason });
+  }
+
+  send(message: ParentMessage): boolean {
+    if (!this.socket || this.socket.readyState !== this.socket.OPEN) return false;
+    this.socket.send(encodeMessage(message, DEFAULT_MAX_PAYLOAD), { binary: true });
+    return true;
+  }
+
+  /** Marks the runner gone and fails every call it still had. Idempotent. */
+  markExited(detail: string): void {
+    if (this.state === "exited") return;
+    this.state = "exited";
+    clearInterval(this.heartbeat);
+    clearTimeout(this.idleTimer);
+    this.socket?.terminate();
+    for (const finish of this.idleCheckReplies.values()) finish(true);
+    const calls = [...this.inFlight.values()];
+    this.inFlight.clear();
+    this.childCount = 0;
+    for (const call of calls) {
+      clearTimeout(call.graceTimer);
+      if (!call.abandoned) call.settle(new RunnerExitedError(this.id, detail));
+    }
+    this.events.exited(this, detail);
+  }
+
+  private receive(data: Buffer, onMessage?: (message: RunnerMessage) => void): void {
+    let message: RunnerMessage;
+    try {
+      message = decodeMessage<RunnerMessage>(data);
+    } catch (error) {
+      this.log.error({ err: error }, "undecodable frame from runner; closing its connection");
+      this.socket?.terminate();
+      return;
+    }
+    switch (message.type) {
+      case "result":
+        return this.finishCall(message);
+      case "log":
+        return this.log[message.level]({ stream: "runner" }, message.text);
+      case "idle-check-reply":
+        return this.idleCheckReplies.get(message.checkId)?.(message.shutdown);
+      default:
+        onMessage?.(message);
+    }
+  }
+
+  private finishCall(message: ResultMessage): void {
+    const call = this.inFlight.get(message.callId);
+    if (!call) return;
+    this.inFlight.delete(message.callId);
+    if (call.child) this.childCount -= 1;
+    clearTimeout(call.graceTimer);
+    if (!call.abandoned) call.settle(message);
+    this.events.callFinished(this);
+  }
+}

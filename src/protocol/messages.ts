@@ -1,0 +1,106 @@
+/**
+ * The wire protocol between a parent and its runners. Both sides import these
+ * definitions; nothing else may put bytes on the socket.
+ *
+ * Bump PROTOCOL_VERSION on any incompatible change: a runner whose version
+ * differs is refused at hello.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** HTTP headers the runner sends on the WebSocket upgrade. */
+export const RUNNER_ID_HEADER = "x-flame-runner";
+export const AUTHORIZATION_HEADER = "authorization";
+
+/** Largest frame either side accepts, in bytes (arguments and results included). */
+export const DEFAULT_MAX_PAYLOAD = 256 * 1024 * 1024;
+
+/** An exception in a form that crosses the wire and keeps what users debug with. */
+export interface SerializedError {
+  /** `thrown`: the user's function threw; other kinds map to flame-ts' own errors. */
+  kind: "thrown" | "unknown-function" | "serialization" | "aborted";
+  name: string;
+  message: string;
+  stack?: string | undefined;
+  /** Own enumerable properties that could be serialized (e.g. `code`, `statusCode`). */
+  properties?: Record<string, unknown>;
+  cause?: SerializedError | { value: unknown } | undefined;
+}
+
+// ---- runner -> parent -------------------------------------------------------
+
+export interface HelloMessage {
+  type: "hello";
+  protocolVersion: number;
+  appVersion: string;
+  runnerId: string;
+  pid: number;
+  /** Whether the runner's entry module defined the pool the runner was booted for. */
+  poolDefined: boolean;
+}
+
+export interface ResultMessage {
+  type: "result";
+  callId: number;
+  ok: boolean;
+  value?: unknown;
+  error?: SerializedError;
+}
+
+export interface LogMessage {
+  type: "log";
+  level: "debug" | "info" | "warn" | "error";
+  text: string;
+}
+
+export interface IdleCheckReplyMessage {
+  type: "idle-check-reply";
+  checkId: number;
+  /** true: the runner agrees to shut down. */
+  shutdown: boolean;
+}
+
+export type RunnerMessage = HelloMessage | ResultMessage | LogMessage | IdleCheckReplyMessage;
+
+// ---- parent -> runner -------------------------------------------------------
+
+export interface WelcomeMessage {
+  type: "welcome";
+}
+
+export interface RefuseMessage {
+  type: "refuse";
+  reason: string;
+}
+
+export interface CallMessage {
+  type: "call";
+  callId: number;
+  functionId: string;
+  args: unknown[];
+  /** Placed children are long-lived; the runner reports them separately in its logs. */
+  child?: boolean;
+}
+
+export interface CancelMessage {
+  type: "cancel";
+  callId: number;
+  reason: "timeout" | "aborted" | "stopped";
+}
+
+export interface IdleCheckMessage {
+  type: "idle-check";
+  checkId: number;
+}
+
+export interface ShutdownMessage {
+  type: "shutdown";
+  reason: string;
+}
+
+export type ParentMessage =
+  | WelcomeMessage
+  | RefuseMessage
+  | CallMessage
+  | CancelMessage
+  | IdleCheckMessage
+  | ShutdownMessage;

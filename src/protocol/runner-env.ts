@@ -1,0 +1,45 @@
+/**
+ * The one environment variable a backend gives a runner: where its parent is,
+ * who it is, and the one-time token it authenticates with. Both the pool (which
+ * writes it) and the runner agent (which reads it) import this module.
+ */
+export const RUNNER_ENV_VAR = "FLAME_PARENT";
+
+export interface RunnerBootInfo {
+  /** WebSocket URL of the parent's control plane, e.g. ws://127.0.0.1:40123. */
+  parentUrl: string;
+  runnerId: string;
+  pool: string;
+  /** One-time secret; worthless once this runner has connected. */
+  token: string;
+  /** Milliseconds the agent waits to connect before giving up and exiting (the failsafe). */
+  connectTimeout: number;
+  /** Milliseconds between liveness pings; a parent silent for 3 intervals counts as gone. */
+  heartbeatInterval: number;
+}
+
+export function encodeRunnerEnv(info: RunnerBootInfo): string {
+  return Buffer.from(JSON.stringify(info), "utf8").toString("base64url");
+}
+
+export function decodeRunnerEnv(value: string): RunnerBootInfo {
+  let parsed: Partial<RunnerBootInfo>;
+  try {
+    parsed = JSON.parse(Buffer.from(value, "base64url").toString("utf8")) as Partial<RunnerBootInfo>;
+  } catch {
+    throw new Error(`${RUNNER_ENV_VAR} is not valid: expected the value a flame-ts backend sets`);
+  }
+  for (const key of ["parentUrl", "runnerId", "pool", "token"] as const) {
+    if (typeof parsed[key] !== "string" || parsed[key] === "") {
+      throw new Error(`${RUNNER_ENV_VAR} is missing "${key}"`);
+    }
+  }
+  return {
+    parentUrl: parsed.parentUrl!,
+    runnerId: parsed.runnerId!,
+    pool: parsed.pool!,
+    token: parsed.token!,
+    connectTimeout: typeof parsed.connectTimeout === "number" ? parsed.connectTimeout : 20_000,
+    heartbeatInterval: typeof parsed.heartbeatInterval === "number" ? parsed.heartbeatInterval : 5_000,
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * Process-wide facts: whether this process is a runner, and the registry that
+ * lets a runner find the pool (and its functions) its entry module defined.
+ *
+ * The registry lives on globalThis under a registered symbol because an app can
+ * end up with two copies of this module (its own `flame-ts` import and the
+ * runner agent's): both must see the same pools.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+/** What the runner agent knows about itself. */
+export interface RunnerIdentity {
+  runnerId: string;
+  pool: string;
+}
+
+/** The minimal view of a pool that the runner agent needs. */
+export interface RegisteredPool {
+  readonly name: string;
+  lookupFunction(functionId: string): ((...args: any[]) => unknown) | undefined;
+  runIdleCheck(): Promise<boolean>;
+}
+
+interface ProcessState {
+  runner: RunnerIdentity | undefined;
+  pools: Map<string, RegisteredPool>;
+}
+
+const STATE_KEY = Symbol.for("flame-ts.process-state");
+
+function processState(): ProcessState {
+  const holder = globalThis as unknown as Record<symbol, ProcessState | undefined>;
+  return (holder[STATE_KEY] ??= { runner: undefined, pools: new Map() });
+}
+
+/** True inside a runner: app code uses it to skip work only the parent does (e.g. starting its web server). */
+export function isRunner(): boolean {
+  return processState().runner !== undefined;
+}
+
+/** The runner's id and pool when running on a runner, otherwise undefined. */
+export function currentRunner(): RunnerIdentity | undefined {
+  const runner = processState().runner;
+  return runner && { ...runner };
+}
+
+/** @internal Called once by the runner agent before it imports the app's entry. */
+export function markAsRunner(identity: RunnerIdentity): void {
+  processState().runner = { ...identity };
+}
+
+/** @internal */
+export function registerPool(pool: RegisteredPool): void {
+  const pools = processState().pools;
+  if (pools.has(pool.name)) {
+    throw new Error(`a pool named "${pool.name}" already exists in this process: pool names must be unique`);
+  }
+  pools.set(pool.name, pool);
+}
+
+/** @internal */
+export function unregisterPool(pool: RegisteredPool): void {
+  const pools = processState().pools;
+  if (pools.get(pool.name) === pool) pools.delete(pool.name);
+}
+
+/** @internal */
+export function findPool(name: string): RegisteredPool | undefined {
+  return processState().pools.get(name);
+}
+
+/**
+ * The app version a runner and its parent must agree on: the version in the
+ * package.json nearest to the entry module, plus an optional build id (an
+ * image ref, a git sha) from FLAME_BUILD_ID or, on Fly, FLY_IMAGE_REF.
+ */
+export function appVersion(entryPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const packageVersion = entryPath ? nearestPackageVersion(dirname(entryPath)) : undefined;
+  const buildId = env.FLAME_BUILD_ID || env.FLY_IMAGE_REF;
+  return `${packageVersion ?? "0.0.0"}${buildId ? `+${buildId}` : ""}`;
+}
+
+const versionCache = new Map<string, string | undefined>();
+
+function nearestPackageVersion(directory: string): string | undefined {
+  if (versionCache.has(directory)) return versionCache.get(directory);
+  let version: string | undefined;
+  const manifest = join(directory, "package.json");
+  if (existsSync(manifest)) {
+    try {
+      const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { name?: string; version?: string };
+      version = parsed.name ? `${parsed.name}@${parsed.version ?? "0.0.0"}` : parsed.version;
+    } catch {
+      version = undefined;
+    }
+  } else {
+    const parent = dirname(directory);
+    version = parent === directory ? undefined : nearestPackageVersion(parent);
+  }
+  versionCache.set(directory, version);
+  return version;
+}
+
+let processParentId: string | undefined;
+
+/** A stable id for this parent process, written into runners' tags so a restarted parent can find orphans. */
+export function parentId(): string {
+  processParentId ??= `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  return processParentId;
+}

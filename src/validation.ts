@@ -1,0 +1,44 @@
+/**
+ * Option validation shared by the pool and the backends. valibot is used for
+ * its small import cost (every runner imports this package, and a runner's
+ * cold start is a headline figure); its issues are turned into one error that
+ * names the option and the bad value.
+ */
+import * as v from "valibot";
+import { InvalidOptionError } from "./errors.js";
+
+export { v };
+
+/** Milliseconds: a non-negative finite number, or Infinity where `allowInfinity`. */
+export function milliseconds(allowInfinity = false) {
+  return v.pipe(
+    v.number(),
+    v.check((value) => value >= 0 && (allowInfinity || Number.isFinite(value)), allowInfinity
+      ? "Expected milliseconds >= 0 (or Infinity)"
+      : "Expected a finite number of milliseconds >= 0"),
+  );
+}
+
+export function positiveInteger() {
+  return v.pipe(v.number(), v.integer(), v.minValue(1));
+}
+
+export function nonNegativeInteger() {
+  return v.pipe(v.number(), v.integer(), v.minValue(0));
+}
+
+/** Validates `input` against `schema`, throwing InvalidOptionError that names `subject` and each bad option. */
+export function parseOptions<TSchema extends v.GenericSchema>(
+  subject: string,
+  schema: TSchema,
+  input: unknown,
+): v.InferOutput<TSchema> {
+  const result = v.safeParse(schema, input);
+  if (result.success) return result.output;
+  const problems = result.issues.map((issue) => {
+    const path = v.getDotPath(issue);
+    const option = path ? `option "${path}"` : "options";
+    return `${option}: ${issue.message}`;
+  });
+  throw new InvalidOptionError(`invalid ${subject} ${problems.join("; ")}`);
+}
