@@ -8,7 +8,7 @@
 import type { Backend } from "../backends/backend.js";
 import { ProcessBackend } from "../backends/process.js";
 import { ControlPlane } from "../control-plane/listener.js";
-import { BootError, BootTimeoutError, InvalidOptionError, PoolStoppedError, QueueFullError } from "../errors.js";
+import { BootError, BootTimeoutError, FlameError, InvalidOptionError, PoolStoppedError, QueueFullError } from "../errors.js";
 import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
 import { DEFAULT_MAX_PAYLOAD } from "../protocol/messages.js";
@@ -66,6 +66,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private failed = 0;
   private consecutiveBootFailures = 0;
   private lastBootError: Error | undefined;
+  /** How long the last boot took (ms), success or failure: the estimate of what a retry will take. */
+  private lastBootDuration = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private drained: (() => void) | undefined;
   private readonly appVersion: string;
@@ -363,10 +365,12 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     const info = { name: this.name, count: this.activeRunnerCount(), runnerId };
     this.hook("onGrowStart", () => this.options.onGrowStart?.(info));
     this.log.debug({ runnerId }, "booting runner");
+    const startedAt = Date.now();
     return this.bootContext()
       .then((context) => bootRunner(runner, context))
       .then(
         () => {
+          this.lastBootDuration = Date.now() - startedAt;
           this.consecutiveBootFailures = 0;
           this.hook("onGrowEnd", () => this.options.onGrowEnd?.({ ok: true }, info));
           this.log.debug({ runnerId }, "runner connected");
@@ -378,6 +382,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           this.dispatch();
         },
         (error: Error) => {
+          this.lastBootDuration = Date.now() - startedAt;
           this.runners.delete(runnerId);
           this.hook("onGrowEnd", () => this.options.onGrowEnd?.({ ok: false, error }, info));
           this.onBootFailed(error);
@@ -421,7 +426,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     }
     const backoff = Math.min(RETRY_BASE * 2 ** (this.consecutiveBootFailures - 1), RETRY_CAP);
     const delay = backoff / 2 + Math.random() * (backoff / 2);
-    if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.options.bootTimeout);
+    if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.lastBootDuration);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -435,7 +440,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     for (const call of this.queue) {
       if (call.queueDeadline >= before) continue;
       this.queue.delete(call);
-      call.fail(error instanceof BootError ? error : new BootError(error.message, { cause: error }));
+      call.fail(error instanceof FlameError ? error : new BootError(error.message, { cause: error }));
     }
   }
 
