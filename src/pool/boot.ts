@@ -147,6 +147,9 @@ function checkHello(hello: HelloMessage, runnerId: string, context: BootContext)
       `runner ${runnerId} runs app version ${hello.appVersion}, the parent runs ${context.appVersion}: runners must run the same build as their parent`,
     );
   }
+  if (hello.entryError) {
+    throw new BootError(`runner ${runnerId} could not load the app: ${hello.entryError}`);
+  }
   if (!hello.poolDefined) {
     throw new BootError(
       `runner ${runnerId} loaded its entry module but it defines no pool named "${context.pool}": set the pool's "entry" option to the module that creates it`,

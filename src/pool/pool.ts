@@ -8,7 +8,7 @@
 import type { Backend } from "../backends/backend.js";
 import { ProcessBackend } from "../backends/process.js";
 import { ControlPlane } from "../control-plane/listener.js";
-import { BootError, BootTimeoutError, FlameError, InvalidOptionError, PoolStoppedError, QueueFullError } from "../errors.js";
+import { BootError, BootTimeoutError, CallAbortedError, FlameError, InvalidOptionError, PoolStoppedError, QueueFullError } from "../errors.js";
 import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
 import { DEFAULT_MAX_PAYLOAD } from "../protocol/messages.js";
@@ -59,6 +59,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private readonly runnerEvents: RunnerEvents;
   private backendInstance: Backend | undefined;
   private controlPlane: Promise<ControlPlane> | undefined;
+  private controlPlaneUrl: string | undefined;
   private state: "running" | "stopping" | "stopped" = "running";
   private nextCallId = 1;
   private nextRunnerNumber = 1;
@@ -244,6 +245,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       if (!Array.isArray(args)) throw new InvalidOptionError(`pool "${this.name}": arguments of "${fn.functionId}" must be an array`);
       const callOptions = resolveCallOptions(options);
       this.assertRunning();
+      if (callOptions.signal?.aborted) throw new CallAbortedError(fn.functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
       const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child }, DEFAULT_MAX_PAYLOAD);
       return new Promise((resolve, reject) => {
@@ -266,7 +268,6 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           callOptions.signal,
           onPlaced,
         );
-        if (callOptions.signal?.aborted) return;
         const runner = this.queue.size === 0 ? this.pickRunner() : undefined;
         if (runner) this.place(call, runner);
         else this.enqueue(call);
@@ -286,12 +287,20 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     call.waitAtMost(this.options.bootTimeout, () => {
       this.queue.delete(call);
       return new BootTimeoutError(
-        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.options.bootTimeout} ms)` +
-          (this.lastBootError ? `; the last boot failed: ${this.lastBootError.message}` : ""),
+        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.options.bootTimeout} ms)${this.whyNoRunner()}`,
         { cause: this.lastBootError },
       );
     });
     this.scale();
+  }
+
+  /** Explains a queue timeout: the last boot failure, or the runners that have not connected yet. */
+  private whyNoRunner(): string {
+    const booting = [...this.runners.values()].filter((r) => r.state === "booting").map((r) => r.id);
+    if (booting.length > 0) {
+      return `: runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
+    }
+    return this.lastBootError ? `; the last boot failed: ${this.lastBootError.message}` : "";
   }
 
   private place(call: PendingCall, runner: Runner): void {
@@ -393,9 +402,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   private async bootContext() {
     this.controlPlane ??= ControlPlane.acquire(this.backend.controlPlane?.());
+    const controlPlane = await this.controlPlane;
+    this.controlPlaneUrl = controlPlane.url;
     return {
       backend: this.backend,
-      controlPlane: await this.controlPlane,
+      controlPlane,
       pool: this.name,
       parentId: parentId(),
       entry: this.options.entry,

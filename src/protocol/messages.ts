@@ -36,6 +36,8 @@ export interface HelloMessage {
   pid: number;
   /** Whether the runner's entry module defined the pool the runner was booted for. */
   poolDefined: boolean;
+  /** Set when the entry module threw while loading: the runner reports it, then exits. */
+  entryError?: string;
 }
 
 export interface ResultMessage {

@@ -73,8 +73,11 @@ export class Agent {
     }
   }
 
-  /** Sends hello over an open connection and serves calls until the end. */
-  serve(socket: WebSocket): Promise<AgentEnd> {
+  /**
+   * Sends hello over an open connection and serves calls until the end. With
+   * `entryError` (the app failed to load) the hello reports it and the parent refuses.
+   */
+  serve(socket: WebSocket, entryError?: string): Promise<AgentEnd> {
     this.socket = socket;
     socket.on("message", (data: Buffer) => this.receive(data));
     socket.on("close", () => this.parentGone("connection closed"));
@@ -87,6 +90,7 @@ export class Agent {
       runnerId: this.options.boot.runnerId,
       pid: process.pid,
       poolDefined: this.options.findPool() !== undefined,
+      ...(entryError ? { entryError } : {}),
     });
     return this.done;
   }

@@ -13,7 +13,7 @@ import { appVersion, findPool, markAsRunner } from "../runtime.js";
 import { Agent } from "./agent.js";
 import { forwardConsole } from "./console-forwarding.js";
 
-const EXIT_CODES = { shutdown: 0, "parent-gone": 0, refused: 3, unauthorized: 4, "never-connected": 5 } as const;
+const EXIT_CODES = { "entry-failed": 1, shutdown: 0, "parent-gone": 0, refused: 3, unauthorized: 4, "never-connected": 5 } as const;
 
 function report(message: string): void {
   process.stderr.write(`[flame runner] ${message}\n`);
@@ -38,6 +38,7 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
     process.exit(EXIT_CODES["never-connected"]);
   }, boot.connectTimeout);
 
+  let entryError: string | undefined;
   const agent = new Agent({
     boot,
     appVersion: appVersion(entryPath?.startsWith("file:") ? new URL(entryPath).pathname : entryPath),
@@ -49,17 +50,19 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
     entryPath ? import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href) : Promise.resolve(),
     agent.connect(),
   ]);
+  if (loaded.status === "rejected") {
+    const reason = loaded.reason as Error;
+    entryError = `the entry module ${entryPath} failed to load: ${reason?.stack ?? String(reason)}`;
+    report(entryError);
+  }
   if (connected.status === "rejected") {
     report(`could not connect to the parent: ${(connected.reason as Error).message}`);
     process.exit(EXIT_CODES["never-connected"]);
   }
-  if (loaded.status === "rejected") {
-    report(`the entry module ${entryPath} failed to load: ${(loaded.reason as Error)?.stack ?? String(loaded.reason)}`);
-    process.exit(1);
-  }
   clearTimeout(failsafe);
   forwardConsole((level, text) => void agent.forwardLog(level, text));
-  const end = await agent.serve(connected.value);
+  const end = await agent.serve(connected.value, entryError);
+  if (entryError) process.exit(EXIT_CODES["entry-failed"]);
   if (end.reason !== "shutdown" && end.reason !== "parent-gone") report(`${end.reason}: ${end.detail}`);
   // Give the close frame a moment to leave, then exit even if app code holds the event loop open.
   setTimeout(() => process.exit(EXIT_CODES[end.reason]), 20).unref();
