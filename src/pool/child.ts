@@ -21,9 +21,11 @@ export function startChild<T>(
   const signal = callerSignal ? AbortSignal.any([callerSignal, controller.signal]) : controller.signal;
   return new Promise((resolve, reject) => {
     let placed = false;
+    const stop = () => controller.abort(new Error("child stopped"));
     const done = submit(signal, (runner) => {
       placed = true;
-      resolve({ runnerId: runner.id, done: done as Promise<T>, stop: () => controller.abort(new Error("child stopped")) });
+      // Placement can happen synchronously inside submit(), before `done` is assigned.
+      queueMicrotask(() => resolve({ runnerId: runner.id, done: done as Promise<T>, stop }));
     });
     // Before placement a failure is the placeChild promise's; after, it belongs to `done`.
     done.catch((error: unknown) => {

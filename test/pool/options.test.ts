@@ -1,0 +1,65 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { InvalidOptionError, LocalBackend, Pool, ProcessBackend } from "../../src/index.js";
+
+const pools: Pool[] = [];
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.stop()));
+});
+
+function expectInvalid(make: () => unknown, message: RegExp): void {
+  let thrown: unknown;
+  try {
+    make();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(InvalidOptionError);
+  expect((thrown as InvalidOptionError).code).toBe("FLAME_INVALID_OPTION");
+  expect((thrown as Error).message).toMatch(message);
+}
+
+describe("options are validated once, with errors naming the option and the bad value", () => {
+  it.each([
+    [{ name: "p", max: 0 }, /Pool "p" option "max": .*>=1.*0/],
+    [{ name: "p", max: 2, min: -1 }, /option "min": .*-1/],
+    [{ name: "p", max: 2, min: 3 }, /min \(3\) is greater than max \(2\)/],
+    [{ name: "p", max: 1.5 }, /option "max": .*integer.*1\.5/],
+    [{ name: "p", max: 1, maxConcurrency: 0 }, /option "maxConcurrency"/],
+    [{ name: "p", max: 1, timeout: -5 }, /option "timeout": .*milliseconds/],
+    [{ name: "p", max: 1, bootTimeout: Infinity }, /option "bootTimeout"/],
+    [{ name: "p", max: 1, idleShutdownAfter: "30s" }, /option "idleShutdownAfter"/],
+    [{ name: "p", max: 1, idleShutdownAfter: { after: 10 } }, /option "idleShutdownAfter/],
+    [{ name: "p", max: 1, backend: {} }, /option "backend": Expected a Backend/],
+    [{ name: "p", max: 1, log: 42 }, /option "log"/],
+    [{ name: "p", max: 1, onGrowStart: "yes" }, /option "onGrowStart"/],
+    [{ name: "p", max: 1, maxQueue: -1 }, /option "maxQueue"/],
+    [{ name: "p", max: 1, idleShutdownAfterr: 5 }, /option "idleShutdownAfterr": Invalid key/],
+    [{ name: "has space", max: 1 }, /option "name"/],
+    [{ max: 1 }, /option "name"/],
+  ])("rejects %o", (options, message) => {
+    expectInvalid(() => new Pool(options as never), message);
+  });
+
+  it("accepts Infinity where it means 'never'", () => {
+    const pool = new Pool({ name: "infinite", max: 1, timeout: Infinity, idleShutdownAfter: Infinity, maxQueue: Infinity, backend: new LocalBackend() });
+    pools.push(pool);
+    expect(pool.stats().queued).toBe(0);
+  });
+
+  it("rejects duplicate function ids and pool names, and bad per-call options, leaving the pool usable", async () => {
+    const pool = new Pool({ name: "dupes", max: 1, backend: new LocalBackend(), log: false });
+    pools.push(pool);
+    const double = pool.define("double", (n: number) => n * 2);
+    expectInvalid(() => pool.define("double", () => 0), /already has a function "double"/);
+    expect(() => new Pool({ name: "dupes", max: 1 })).toThrow(/a pool named "dupes" already exists/);
+    await expect(pool.call(double, [2], { timeout: -1 })).rejects.toThrow(/invalid call option "timeout"/);
+    await expect(pool.call(double, [2], { signal: "no" } as never)).rejects.toBeInstanceOf(InvalidOptionError);
+    await expect(pool.call((() => 1) as never, [] as never)).rejects.toThrow(/can only call functions it defined/);
+    await expect(double(21)).resolves.toBe(42);
+  });
+
+  it("validates backend options too", () => {
+    expectInvalid(() => new ProcessBackend({ execArgv: "--inspect" } as never), /ProcessBackend option "execArgv"/);
+    expectInvalid(() => new ProcessBackend({ killTimeout: -1 }), /option "killTimeout"/);
+  });
+});
