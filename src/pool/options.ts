@@ -18,7 +18,7 @@ export type GrowResult = { ok: true } | { ok: false; error: Error };
 
 export interface ShrinkInfo {
   name: string;
-  /** Runners left after this one. */
+  /** Runners left in the pool after this one (booting, ready, draining or stopping). */
   count: number;
   runnerId: string;
   /** Why it went: "idle", "single-use", "resize", "stuck", "exited", "stopped". */

@@ -30,8 +30,8 @@ import { Runner, type RunnerEvents } from "./runner.js";
 import { startChild, type PlacedChild } from "./child.js";
 
 export interface PoolStats {
-  /** Runners by state. */
-  runners: { booting: number; ready: number; draining: number; stopping: number };
+  /** Runners by state; `ready` runners are `busy` (running calls) or `idle`. */
+  runners: { booting: number; ready: number; busy: number; idle: number; draining: number; stopping: number };
   /** Calls running on runners (placed children included). */
   inFlight: number;
   /** Callers waiting for a runner. */
@@ -180,10 +180,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   /** Counts of runners, calls and the queue, for dashboards and tests. */
   stats(): PoolStats {
-    const runners = { booting: 0, ready: 0, draining: 0, stopping: 0 };
+    const runners = { booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
     let inFlight = 0;
     for (const runner of this.runners.values()) {
       if (runner.state !== "exited") runners[runner.state] += 1;
+      if (runner.state === "ready") runners[runner.load > 0 ? "busy" : "idle"] += 1;
       inFlight += runner.load;
     }
     return { runners, inFlight, queued: this.queue.size, completed: this.completed, failed: this.failed };
@@ -543,7 +544,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     if (!expected) void this.terminate(runner);
     if (!expected) this.log.warn({ runnerId: runner.id }, `runner exited unexpectedly: ${detail}`);
     this.hook("onShrink", () =>
-      this.options.onShrink?.({ name: this.name, count: this.activeRunnerCount(), runnerId: runner.id, reason }),
+      this.options.onShrink?.({ name: this.name, count: this.runners.size, runnerId: runner.id, reason }),
     );
     if (this.state === "stopping") {
       if (this.totalLoad() === 0) this.drained?.();

@@ -42,13 +42,13 @@ describe("values cross the wire with structured-clone fidelity", () => {
       regexp: /fl(a)me/giu,
       deep: { a: { b: { c: [new Date(0)] } } },
     };
-    const back = await echo(value);
+    const back = (await echo(value)) as typeof value;
     expect(back).toEqual(value);
     expect(Buffer.isBuffer(back.buffer)).toBe(true);
     expect(back.floats).toBeInstanceOf(Float64Array);
     expect("missing" in back).toBe(true);
     const big = Buffer.alloc(1024 * 1024, 7);
-    expect((await echo(big)).equals(big)).toBe(true);
+    expect(((await echo(big)) as Buffer).equals(big)).toBe(true);
   });
 
   it("rejects unsendable arguments with SerializationError before anything is sent", async () => {
@@ -135,7 +135,7 @@ describe("stats and stop", () => {
     const after = pool.stats();
     expect(after.completed).toBe(before.completed + 1);
     expect(after.failed).toBe(before.failed + 1);
-    expect(after.runners).toEqual({ booting: 0, ready: 1, draining: 0, stopping: 0 });
+    expect(after.runners).toEqual({ booting: 0, ready: 1, busy: 0, idle: 1, draining: 0, stopping: 0 });
   });
 
   it("stop lets in-flight calls finish, then refuses new calls with PoolStoppedError", async () => {
