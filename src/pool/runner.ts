@@ -104,6 +104,9 @@ export class Runner {
       this.missedPongs = 0;
     });
     this.heartbeat = setInterval(() => {
+      // A runner busy with synchronous work cannot answer pings: while it has calls, their
+      // timeouts (and TCP) judge it, so a long CPU-bound call is never mistaken for a dead runner.
+      if (this.inFlight.size > 0) this.missedPongs = 0;
       if (this.missedPongs >= 3) {
         this.log.warn({}, "runner stopped answering pings; counting it as exited");
         socket.terminate();

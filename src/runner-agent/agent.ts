@@ -41,6 +41,7 @@ export class Agent {
   /** Settles once, when the agent has stopped for good. */
   readonly done = new Promise<AgentEnd>((resolve) => (this.resolveEnd = resolve));
   private livenessTimer: NodeJS.Timeout | undefined;
+  private lastPingAt = Date.now();
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -131,11 +132,23 @@ export class Agent {
 
   /** The parent pings every heartbeatInterval; three silent intervals mean it is gone. */
   private armLiveness(): void {
-    clearTimeout(this.livenessTimer);
-    this.livenessTimer = setTimeout(
-      () => this.parentGone(`no ping from the parent for ${3 * this.options.boot.heartbeatInterval} ms`),
-      3 * this.options.boot.heartbeatInterval,
-    );
+    this.lastPingAt = Date.now();
+    if (this.livenessTimer) return;
+    const tolerance = 3 * this.options.boot.heartbeatInterval;
+    const check = () => {
+      // After the event loop was blocked (a long synchronous call), timers run before pending
+      // socket reads: look again once I/O has been read before concluding the parent is gone.
+      setImmediate(() => {
+        const silentFor = Date.now() - this.lastPingAt;
+        if (silentFor < tolerance) {
+          this.livenessTimer = setTimeout(check, tolerance - silentFor);
+          this.livenessTimer.unref();
+        } else {
+          this.parentGone(`no ping from the parent for ${silentFor} ms`);
+        }
+      });
+    };
+    this.livenessTimer = setTimeout(check, tolerance);
     this.livenessTimer.unref();
   }
 

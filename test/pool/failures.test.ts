@@ -99,6 +99,29 @@ describe("runner death", () => {
   });
 });
 
+describe("liveness", () => {
+  it("a call that blocks the runner's event loop far past the heartbeat tolerance is not mistaken for a dead runner", async () => {
+    const { pool: p, spin, whoami } = pool({ name: "cpu-bound", max: 1, heartbeatInterval: 50 });
+    const before = await whoami();
+    // 3 missed 50 ms heartbeats would be 150 ms: block for 800 ms.
+    await expect(spin(800)).resolves.toBe(before.pid);
+    expect((await whoami()).runnerId).toBe(before.runnerId);
+    expect(p.stats().failed).toBe(0);
+  });
+
+  it("an idle runner that stops answering (frozen with SIGSTOP) is counted as exited and terminated", async () => {
+    const shrinks: ShrinkInfo[] = [];
+    const { pool: p, whoami } = pool({ name: "frozen", max: 1, heartbeatInterval: 100, onShrink: (s) => shrinks.push(s) });
+    const frozen = await whoami();
+    process.kill(frozen.pid, "SIGSTOP");
+    await waitFor(() => shrinks.length === 1, "the frozen runner to be counted as exited", 5_000);
+    expect(shrinks[0]!.reason).toBe("exited");
+    await waitFor(() => !isAlive(frozen.pid), "the frozen runner to be terminated", 5_000);
+    expect((await whoami()).runnerId).not.toBe(frozen.runnerId);
+    expect(p.stats().runners.ready).toBe(1);
+  });
+});
+
 describe("boot failures", () => {
   it("a runner whose app fails to load is reported with its output, retried, and leaves no process", async () => {
     const results: GrowResult[] = [];
