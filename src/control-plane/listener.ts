@@ -58,6 +58,9 @@ export class ControlPlane {
       server.once("error", reject);
       server.listen({ host: address.host, port: address.port }, () => {
         server.off("error", reject);
+        // Connected runners keep the process alive; the listener alone must not, so a script
+        // whose pools scaled to zero can exit.
+        server.unref();
         resolve(new ControlPlane(key, server, address));
       });
     });

@@ -402,7 +402,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 
   private async bootContext() {
-    this.controlPlane ??= ControlPlane.acquire(this.backend.controlPlane?.());
+    if (!this.controlPlane) {
+      this.controlPlane = ControlPlane.acquire(this.backend.controlPlane?.());
+      // A failed listen (port in use) must be retried by the next boot, not remembered.
+      this.controlPlane.catch(() => (this.controlPlane = undefined));
+    }
     const controlPlane = await this.controlPlane;
     this.controlPlaneUrl = controlPlane.url;
     return {

@@ -1,0 +1,413 @@
+/**
+ * Ec2Backend: each runner is an EC2 instance. Its user data (a short bash
+ * script) exports the runner's environment, runs the runner (by default the
+ * `runnerImage` container with host networking) and powers the instance off
+ * when the runner exits; instances are launched to terminate on power-off, so
+ * a runner never outlives its agent. Runners dial the parent over the VPC.
+ *
+ * Options live in ec2/options.ts, the boot script in ec2/user-data.ts, error
+ * classification in ec2/errors.ts. The AWS SDK is loaded on first use only.
+ */
+import { createHash } from "node:crypto";
+import type { RunInstancesCommandInput, Tag } from "@aws-sdk/client-ec2";
+import { BackendError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { decodeRunnerEnv, encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import type { Backend, ControlPlaneAddress, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { createClients, type AwsClients } from "./ec2/clients.js";
+import { awsErrorCode, classifyAwsError, EC2_ERROR_CODES, isSpotCapacityError } from "./ec2/errors.js";
+import { privateIpFromMetadata } from "./ec2/instance-metadata.js";
+import { InstanceWatch } from "./ec2/instance-watch.js";
+import { resolveEc2Options, type Ec2BackendOptions, type ResolvedEc2Options } from "./ec2/options.js";
+import { bootScript, USER_DATA_LIMIT } from "./ec2/user-data.js";
+
+export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
+
+/** Tags flame-ts puts on every instance, volume and boot parameter it creates. */
+export const EC2_TAGS = { pool: "flame:pool", parent: "flame:parent", runner: "flame:runner" } as const;
+
+/**
+ * Stands for the parent's address in the control plane URL until it has been
+ * read from instance metadata (the first provision does it; the `.invalid`
+ * name can never resolve, so it can never be dialed by mistake).
+ */
+const PENDING_ADDRESS = "parent-address-pending.invalid";
+/** EC2 client tokens are at most 64 ASCII characters. */
+const CLIENT_TOKEN_MAX = 64;
+const RETRY_DELAY_CAP = 20_000;
+/** States of instances that still exist (and cost): what `list` returns. */
+const LISTED_STATES = ["pending", "running", "stopping", "stopped"];
+
+export class Ec2Backend implements Backend {
+  readonly name = "ec2";
+  /**
+   * The boot timeout this backend needs, in ms: an EC2 boot (instance start,
+   * Docker install, image pull) takes tens of seconds to minutes. Set the
+   * pool's `bootTimeout` to at least this.
+   */
+  readonly defaultBootTimeout = 300_000;
+  private readonly options: ResolvedEc2Options;
+  private clients: Promise<AwsClients> | undefined;
+  private resolvedImageId: Promise<string | undefined> | undefined;
+  private parentAddress: string | undefined;
+  private parentAddressLookup: Promise<string> | undefined;
+  private readonly watch: InstanceWatch;
+  private log: Logger | undefined;
+
+  constructor(options: Ec2BackendOptions) {
+    // Cheap on purpose: the app module that builds this backend also runs on every runner.
+    this.options = resolveEc2Options(options);
+    this.parentAddress = this.options.parentAddress;
+    this.watch = new InstanceWatch(
+      async () => {
+        const { ec2, sdk } = await this.aws();
+        return { ec2, module: sdk.ec2 };
+      },
+      this.options.statusPollInterval,
+      () => this.log,
+    );
+  }
+
+  controlPlane(): ControlPlaneAddress {
+    return {
+      host: this.options.listenHost,
+      port: this.options.listenPort,
+      advertisedUrl: (port) => `ws://${urlHost(this.parentAddress ?? PENDING_ADDRESS)}:${port}`,
+    };
+  }
+
+  async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
+    this.log = request.log;
+    const clients = await this.aws();
+    const env = await this.runnerEnv(request);
+    const imageId = await this.imageId();
+    const parameterName = this.options.tokenTransport === "ssm" ? this.parameterName(request.runnerId) : undefined;
+    const scriptEnv = { ...env };
+    if (parameterName !== undefined) delete scriptEnv[RUNNER_ENV_VAR];
+    const userData = this.userData(request, scriptEnv, parameterName, clients.region);
+
+    if (parameterName !== undefined) await this.putBootParameter(clients, parameterName, env[RUNNER_ENV_VAR] ?? "", request);
+    let instanceId: string;
+    try {
+      instanceId = await this.launch(clients, request, imageId, userData);
+    } catch (error) {
+      if (parameterName !== undefined) await this.deleteBootParameter(clients, parameterName, request.log);
+      throw error;
+    }
+    return { runnerId: request.runnerId, providerId: instanceId, exited: this.watch.watch(instanceId, request.deadline) };
+  }
+
+  async terminate(runner: ProvisionedRunner): Promise<void> {
+    this.watch.forget(runner.providerId);
+    const clients = await this.aws();
+    const parameter =
+      this.options.tokenTransport === "ssm" ? this.deleteBootParameter(clients, this.parameterName(runner.runnerId), this.log) : undefined;
+    try {
+      if (/^i-[0-9a-f]+$/.test(runner.providerId)) {
+        await clients.ec2.send(new clients.sdk.ec2.TerminateInstancesCommand({ InstanceIds: [runner.providerId] }));
+      }
+    } catch (error) {
+      // Already gone is what we wanted.
+      if (!awsErrorCode(error).startsWith("InvalidInstanceID")) throw classifyAwsError("TerminateInstances", error);
+    } finally {
+      await parameter;
+    }
+  }
+
+  async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
+    const { ec2, sdk } = await this.aws();
+    const filters = [
+      { Name: "tag-key", Values: [EC2_TAGS.runner] },
+      { Name: "instance-state-name", Values: LISTED_STATES },
+      ...(filter.pool !== undefined ? [{ Name: `tag:${EC2_TAGS.pool}`, Values: [filter.pool] }] : []),
+      ...Object.entries(this.options.tags).map(([key, value]) => ({ Name: `tag:${key}`, Values: [value] })),
+    ];
+    const listed: ListedRunner[] = [];
+    try {
+      for await (const page of sdk.ec2.paginateDescribeInstances({ client: ec2 }, { Filters: filters })) {
+        for (const instance of (page.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? [])) {
+          const tags = new Map((instance.Tags ?? []).map((tag) => [tag.Key, tag.Value]));
+          listed.push({
+            runnerId: tags.get(EC2_TAGS.runner) ?? "",
+            providerId: instance.InstanceId ?? "",
+            pool: tags.get(EC2_TAGS.pool) ?? "",
+            parentId: tags.get(EC2_TAGS.parent) ?? "",
+            state: instance.State?.Name ?? "unknown",
+          });
+        }
+      }
+    } catch (error) {
+      throw classifyAwsError("DescribeInstances", error);
+    }
+    return listed;
+  }
+
+  /**
+   * Asks EC2, with DryRun requests, whether the parent may launch runners as
+   * configured (RunInstances with its tags, instance profile, subnet and
+   * groups) and list them, and reads the AMI parameter. Resolves when all is
+   * allowed; rejects with the BackendError of the first refusal. Costs nothing.
+   */
+  async checkPermissions(): Promise<void> {
+    const clients = await this.aws();
+    const imageId = await this.imageId();
+    const request = { runnerId: "flame-permission-check", pool: "permission-check", parentId: "permission-check" };
+    const launch = this.runInstancesInput(request, imageId, "#!/bin/bash\n", this.options.spot !== undefined, undefined);
+    const checks: Array<[string, () => Promise<unknown>]> = [
+      ["RunInstances", () => clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand({ ...launch, DryRun: true }))],
+      ["DescribeInstances", () => clients.ec2.send(new clients.sdk.ec2.DescribeInstancesCommand({ DryRun: true }))],
+    ];
+    for (const [operation, check] of checks) {
+      try {
+        await check();
+      } catch (error) {
+        if (awsErrorCode(error) !== "DryRunOperation") throw classifyAwsError(`${operation} (dry run)`, error);
+      }
+    }
+  }
+
+  // ---- provisioning steps --------------------------------------------------
+
+  private aws(): Promise<AwsClients> {
+    this.clients ??= createClients(this.options);
+    this.clients.catch(() => (this.clients = undefined));
+    return this.clients;
+  }
+
+  /** The AMI: `imageId`, the cached value of `imageParameter`, or none (the launch template's). */
+  private imageId(): Promise<string | undefined> {
+    if (this.options.imageId !== undefined || this.options.imageParameter === undefined) return Promise.resolve(this.options.imageId);
+    const name = this.options.imageParameter;
+    this.resolvedImageId ??= this.aws().then(async ({ ssm, sdk }) => {
+      try {
+        const output = await ssm.send(new sdk.ssm.GetParameterCommand({ Name: name }));
+        const value = output.Parameter?.Value;
+        if (!value || !/^ami-[0-9a-f]+$/.test(value)) {
+          throw new BackendError(`the SSM parameter ${name} ("imageParameter") does not hold an AMI id`, {
+            retryable: false,
+            code: EC2_ERROR_CODES.invalidConfiguration,
+          });
+        }
+        return value;
+      } catch (error) {
+        throw classifyAwsError(`GetParameter ${name}`, error);
+      }
+    });
+    // A failed lookup is not cached: the next boot asks again.
+    this.resolvedImageId.catch(() => (this.resolvedImageId = undefined));
+    return this.resolvedImageId;
+  }
+
+  /**
+   * The runner's environment: the options' `env` and entry, then the pool's
+   * (FLAME_PARENT), whose URL gets the parent's address from instance
+   * metadata when `parentAddress` is not configured.
+   */
+  private async runnerEnv(request: ProvisionRequest): Promise<Record<string, string>> {
+    const entry = this.options.entry ?? request.entry;
+    const env: Record<string, string> = { ...this.options.env, ...(entry !== undefined ? { FLAME_ENTRY: entry } : {}), ...request.env };
+    const encoded = env[RUNNER_ENV_VAR];
+    if (encoded === undefined) return env;
+    const boot = decodeRunnerEnv(encoded);
+    const url = new URL(boot.parentUrl);
+    if (url.hostname === PENDING_ADDRESS) {
+      const address = await this.resolveParentAddress();
+      env[RUNNER_ENV_VAR] = encodeRunnerEnv({ ...boot, parentUrl: `${url.protocol}//${urlHost(address)}:${url.port}` });
+    }
+    return env;
+  }
+
+  private resolveParentAddress(): Promise<string> {
+    if (this.parentAddress !== undefined) return Promise.resolve(this.parentAddress);
+    this.parentAddressLookup ??= privateIpFromMetadata().then((address) => (this.parentAddress = address));
+    this.parentAddressLookup.catch(() => (this.parentAddressLookup = undefined));
+    return this.parentAddressLookup;
+  }
+
+  private parameterName(runnerId: string): string {
+    return `${this.options.ssmParameterPrefix}/${runnerId}`;
+  }
+
+  private userData(request: ProvisionRequest, env: Record<string, string>, parameterName: string | undefined, region: string): string {
+    const defaultScript = bootScript({
+      runnerId: request.runnerId,
+      pool: request.pool,
+      env,
+      parameterName,
+      region,
+      runnerImage: this.options.runnerImage,
+      runnerCommand: this.options.runnerCommand,
+    });
+    const script = this.options.userData
+      ? this.options.userData({ runnerId: request.runnerId, pool: request.pool, env, parameterName, region, defaultScript })
+      : defaultScript;
+    if (typeof script !== "string" || script.length === 0) {
+      throw new BackendError('the Ec2Backend "userData" function must return the boot script as a non-empty string', {
+        retryable: false,
+        code: EC2_ERROR_CODES.invalidConfiguration,
+      });
+    }
+    if (Buffer.byteLength(script) > USER_DATA_LIMIT) {
+      throw new BackendError(`the runner's boot script is ${Buffer.byteLength(script)} bytes; EC2 user data is limited to ${USER_DATA_LIMIT}`, {
+        retryable: false,
+        code: EC2_ERROR_CODES.invalidConfiguration,
+      });
+    }
+    return script;
+  }
+
+  private async putBootParameter(clients: AwsClients, name: string, value: string, request: ProvisionRequest): Promise<void> {
+    try {
+      await clients.ssm.send(
+        new clients.sdk.ssm.PutParameterCommand({
+          Name: name,
+          Value: value,
+          Type: "SecureString",
+          Description: `flame-ts boot token of runner ${request.runnerId}; deleted once read`,
+          Tags: this.tags(request),
+        }),
+      );
+    } catch (error) {
+      throw classifyAwsError(`PutParameter ${name}`, error);
+    }
+  }
+
+  /** Deletes a boot parameter; never fails (a leftover's token is worthless once its boot is over). */
+  private async deleteBootParameter(clients: AwsClients, name: string, log: Logger | undefined): Promise<void> {
+    try {
+      await clients.ssm.send(new clients.sdk.ssm.DeleteParameterCommand({ Name: name }));
+    } catch (error) {
+      if (awsErrorCode(error) === "ParameterNotFound") return;
+      log?.warn({ err: error }, `could not delete the boot parameter ${name}: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * RunInstances, retried with backoff on capacity and throttling errors until
+   * the boot deadline, and moved from spot to on-demand when spot has no
+   * capacity. Each attempt after a definite failure gets its own client token
+   * (a failed request's token must not be reused with other parameters).
+   */
+  private async launch(clients: AwsClients, request: ProvisionRequest, imageId: string | undefined, userData: string): Promise<string> {
+    let spot = this.options.spot !== undefined;
+    let delay = this.options.retryDelay;
+    for (let attempt = 1; ; attempt += 1) {
+      const input = this.runInstancesInput(request, imageId, userData, spot, clientToken(request.runnerId, attempt));
+      try {
+        // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.
+        const output = await clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand(input));
+        const instanceId = output.Instances?.[0]?.InstanceId;
+        if (!instanceId) throw new BackendError("EC2 RunInstances answered without an instance", { retryable: true, code: EC2_ERROR_CODES.failed });
+        request.log.debug({ runnerId: request.runnerId, instanceId, spot }, `launched EC2 instance ${instanceId}`);
+        return instanceId;
+      } catch (error) {
+        if (spot && this.options.spot?.fallbackToOnDemand && isSpotCapacityError(error)) {
+          request.log.warn({ runnerId: request.runnerId }, `no spot capacity (${awsErrorCode(error)}); launching on-demand instead`);
+          spot = false;
+          continue;
+        }
+        const failure = classifyAwsError("RunInstances", error);
+        if (!failure.retryable || request.signal.aborted || Date.now() + delay >= request.deadline) throw failure;
+        request.log.warn({ runnerId: request.runnerId, attempt }, `${failure.message}; retrying in ${Math.round(delay)} ms`);
+        await sleep(delay, request.signal).catch(() => {
+          throw failure;
+        });
+        delay = Math.min(delay * 2, RETRY_DELAY_CAP) * (0.8 + Math.random() * 0.4);
+      }
+    }
+  }
+
+  private runInstancesInput(
+    request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">,
+    imageId: string | undefined,
+    userData: string,
+    spot: boolean,
+    token: string | undefined,
+  ): RunInstancesCommandInput {
+    const options = this.options;
+    const tags = this.tags(request);
+    const template = options.launchTemplate;
+    const profile = options.iamInstanceProfile;
+    return {
+      MinCount: 1,
+      MaxCount: 1,
+      ...(token !== undefined ? { ClientToken: token } : {}),
+      ...(imageId !== undefined ? { ImageId: imageId } : {}),
+      ...(options.instanceType !== undefined ? { InstanceType: options.instanceType as RunInstancesCommandInput["InstanceType"] } : {}),
+      ...(template
+        ? {
+            LaunchTemplate: {
+              ...(template.id !== undefined ? { LaunchTemplateId: template.id } : { LaunchTemplateName: template.name }),
+              ...(template.version !== undefined ? { Version: template.version } : {}),
+            },
+          }
+        : {}),
+      ...(options.subnetId !== undefined ? { SubnetId: options.subnetId } : {}),
+      ...(options.securityGroupIds !== undefined ? { SecurityGroupIds: options.securityGroupIds } : {}),
+      ...(profile !== undefined ? { IamInstanceProfile: profile.startsWith("arn:") ? { Arn: profile } : { Name: profile } } : {}),
+      ...(options.keyName !== undefined ? { KeyName: options.keyName } : {}),
+      UserData: Buffer.from(userData, "utf8").toString("base64"),
+      // Powering off (the boot script does when the runner exits) ends the instance.
+      InstanceInitiatedShutdownBehavior: "terminate",
+      MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
+      ...(spot
+        ? {
+            InstanceMarketOptions: {
+              MarketType: "spot",
+              SpotOptions: {
+                SpotInstanceType: "one-time",
+                InstanceInterruptionBehavior: "terminate",
+                ...(options.spot?.maxPrice !== undefined ? { MaxPrice: options.spot.maxPrice } : {}),
+              },
+            },
+          }
+        : {}),
+      TagSpecifications: [
+        { ResourceType: "instance", Tags: [{ Key: "Name", Value: `flame-ts ${request.runnerId}` }, ...tags].filter(uniqueName(options.tags)) },
+        { ResourceType: "volume", Tags: tags },
+        ...(spot ? [{ ResourceType: "spot-instances-request" as const, Tags: tags }] : []),
+      ],
+    };
+  }
+
+  private tags(request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">): Array<{ Key: string; Value: string }> {
+    return [
+      { Key: EC2_TAGS.pool, Value: request.pool },
+      { Key: EC2_TAGS.parent, Value: request.parentId },
+      { Key: EC2_TAGS.runner, Value: request.runnerId },
+      ...Object.entries(this.options.tags).map(([Key, Value]) => ({ Key, Value })),
+    ];
+  }
+}
+
+/** The client token of a launch attempt: the runner id (hashed when too long), suffixed after the first attempt. */
+export function clientToken(runnerId: string, attempt: number): string {
+  const suffix = attempt === 1 ? "" : `.${attempt}`;
+  const base = runnerId.length + suffix.length <= CLIENT_TOKEN_MAX ? runnerId : createHash("sha256").update(runnerId).digest("hex").slice(0, 48);
+  return `${base}${suffix}`;
+}
+
+/** Drops our default Name tag when the user's tags set one. */
+function uniqueName(userTags: Record<string, string>): (tag: Tag, index: number) => boolean {
+  return (tag, index) => !(index === 0 && tag.Key === "Name" && "Name" in userTags);
+}
+
+/** IPv6 addresses go in brackets inside a URL. */
+function urlHost(address: string): string {
+  return address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

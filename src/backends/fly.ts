@@ -1,0 +1,108 @@
+/**
+ * FlyBackend: each runner is a Fly Machine booted from the parent's own image
+ * (FLY_IMAGE_REF), running the runner agent, dialing back to the parent over
+ * Fly's private network. Machines are created with `auto_destroy` and no
+ * restart, so a runner whose process ends (idle shutdown, parent gone) takes
+ * its machine with it. See docs/fly.md.
+ */
+import { BackendError } from "../errors.js";
+import type { Backend, ControlPlaneAddress, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { FlyApiClient } from "./fly/api.js";
+import {
+  asMachineList,
+  createBucketFor,
+  createMachine,
+  destroyMachine,
+  GONE_STATES,
+  IDEMPOTENT_RETRY_STATUSES,
+  watchForExit,
+} from "./fly/machines.js";
+import { createMachineRequest, METADATA, resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
+
+export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlyControlPlaneOptions, FlyStopSignal } from "./fly/options.js";
+export { FlyApiError } from "./fly/api.js";
+
+export class FlyBackend implements Backend {
+  readonly name = "fly";
+  private readonly options: ResolvedFlyOptions;
+  private client: FlyApiClient | undefined;
+  /** Per runner, stops the watch for an early exit once the pool terminates it. */
+  private readonly exitWatches = new Map<string, AbortController>();
+
+  /**
+   * Options are validated now; missing credentials (token, app, image) are
+   * reported when the backend is first used, because the pool an app builds
+   * on a runner constructs its backend too and never uses it.
+   */
+  constructor(options: FlyBackendOptions = {}) {
+    this.options = resolveFlyOptions(options);
+  }
+
+  /** The parent listens on `::` and runners dial `ws://[FLY_PRIVATE_IP]:<port>`, unless configured otherwise. */
+  controlPlane(): ControlPlaneAddress {
+    const { host, port, advertisedHost } = this.options.controlPlane;
+    if (!advertisedHost) {
+      throw new BackendError(
+        'FlyBackend cannot tell runners where to reach this parent: FLY_PRIVATE_IP is not set (is the parent running on Fly?) and the "controlPlane.advertisedHost" option is not given',
+        { retryable: false, code: "FLAME_FLY_CONFIG" },
+      );
+    }
+    const dialHost = advertisedHost.includes(":") && !advertisedHost.startsWith("[") ? `[${advertisedHost}]` : advertisedHost;
+    return { host, port, advertisedUrl: (boundPort) => `ws://${dialHost}:${boundPort}` };
+  }
+
+  async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
+    const api = this.api();
+    const image = this.options.image;
+    if (!image) throw configError('an image to boot runners from: set the "image" option or FLY_IMAGE_REF (set by Fly on the parent\'s machine)');
+    const body = createMachineRequest({ ...this.options, image }, request);
+    const machine = await createMachine(api, body, request, createBucketFor(this.options.baseUrl, api.settings.app));
+    request.log.debug({ machineId: machine.id }, `created Fly machine ${machine.id} in app ${api.settings.app}`);
+    const stopWatching = new AbortController();
+    this.exitWatches.set(request.runnerId, stopWatching);
+    const exited = watchForExit(api, machine.id, request, stopWatching.signal);
+    void exited.finally(() => this.exitWatches.delete(request.runnerId));
+    return { runnerId: request.runnerId, providerId: machine.id, exited };
+  }
+
+  /** Destroys the runner's machine (`DELETE ?force=true`); a machine already gone (404) counts as destroyed. */
+  async terminate(runner: ProvisionedRunner): Promise<void> {
+    this.exitWatches.get(runner.runnerId)?.abort();
+    this.exitWatches.delete(runner.runnerId);
+    await destroyMachine(this.api(), runner.providerId, runner.runnerId);
+  }
+
+  /** Live runner machines of this app (optionally of one pool), found by their metadata. */
+  async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
+    const api = this.api();
+    const response = await api.request("GET", api.appPath("/machines"), {
+      query: filter.pool === undefined ? {} : { [`metadata.${METADATA.pool}`]: filter.pool },
+      action: "list runner machines",
+      deadline: Date.now() + this.options.requestTimeout,
+      retryStatuses: IDEMPOTENT_RETRY_STATUSES,
+    });
+    const listed: ListedRunner[] = [];
+    for (const machine of asMachineList(response.body)) {
+      const metadata = machine.config?.metadata ?? {};
+      const runnerId = metadata[METADATA.runner];
+      const pool = metadata[METADATA.pool];
+      if (!runnerId || pool === undefined || GONE_STATES.has(machine.state ?? "")) continue;
+      if (filter.pool !== undefined && pool !== filter.pool) continue;
+      listed.push({ runnerId, providerId: machine.id, pool, parentId: metadata[METADATA.parent] ?? "", state: machine.state ?? "unknown" });
+    }
+    return listed;
+  }
+
+  private api(): FlyApiClient {
+    if (this.client) return this.client;
+    const { token, app, tokenSource, baseUrl, requestTimeout } = this.options;
+    if (!token) throw configError('a Machines API token: set the "token" option or FLY_API_TOKEN (e.g. `fly secrets set FLY_API_TOKEN=$(fly tokens create deploy)`)');
+    if (!app) throw configError('an app to create runner machines in: set the "app" option or FLY_APP_NAME (set by Fly on the parent\'s machine)');
+    this.client = new FlyApiClient({ baseUrl, app, token, tokenSource, requestTimeout });
+    return this.client;
+  }
+}
+
+function configError(what: string): BackendError {
+  return new BackendError(`FlyBackend needs ${what}`, { retryable: false, code: "FLAME_FLY_CONFIG" });
+}

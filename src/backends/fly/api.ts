@@ -1,0 +1,249 @@
+/**
+ * A small client of the Fly Machines API (https://api.machines.dev/v1): one
+ * HTTP request through undici, Fly's errors turned into BackendErrors that
+ * carry Fly's own text and `fly-request-id`, and a retry loop for throttling.
+ * undici is imported on first use, so a runner importing flame-ts never loads it.
+ */
+import type * as Undici from "undici";
+import { BackendError } from "../../errors.js";
+
+/** What came back from one request. */
+export interface FlyResponse {
+  status: number;
+  /** Parsed JSON, or the raw text when the body is not JSON, or undefined when empty. */
+  body: unknown;
+  /** Fly's id for the request, for support tickets and logs. */
+  requestId: string | undefined;
+  /** Milliseconds the server asked us to wait (Retry-After), if it said. */
+  retryAfter: number | undefined;
+}
+
+/** A Machines API call failed with a status, or without any response. */
+export class FlyApiError extends BackendError {
+  /** HTTP status, or undefined when no response arrived. */
+  readonly status: number | undefined;
+  readonly requestId: string | undefined;
+  /** Fly's machine-readable `status` field, e.g. "insufficient_capacity". */
+  readonly flyStatus: string | undefined;
+
+  constructor(
+    message: string,
+    options: { retryable: boolean; code?: string; cause?: unknown; status?: number; requestId?: string; flyStatus?: string },
+  ) {
+    super(message, { retryable: options.retryable, code: options.code ?? "FLAME_FLY_API", cause: options.cause });
+    this.status = options.status;
+    this.requestId = options.requestId;
+    this.flyStatus = options.flyStatus;
+  }
+}
+
+export interface FlyApiSettings {
+  /** API base URL without the /v1 suffix, e.g. https://api.machines.dev. */
+  baseUrl: string;
+  app: string;
+  token: string;
+  /** Where the token came from ("option \"token\"" or "FLY_API_TOKEN"), for the 401 message: never the token itself. */
+  tokenSource: string;
+  /** Longest one request may take, in ms. */
+  requestTimeout: number;
+}
+
+export interface SendOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  /** Ms for this one request; defaults to `requestTimeout`. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface RetryOptions extends SendOptions {
+  /** What the request does, for messages, e.g. "destroy machine 3d8d…". */
+  action: string;
+  /** Absolute time (ms since epoch) after which no retry starts. */
+  deadline: number;
+  /** Statuses worth another attempt besides 429 (always retried). */
+  retryStatuses?: ReadonlySet<number>;
+  /** Statuses that are a success for this call (e.g. 404 for a destroy). */
+  acceptStatuses?: ReadonlySet<number>;
+}
+
+let undiciModule: Promise<typeof Undici> | undefined;
+
+/** Marks a failure with no response at all (refused, reset, timed out). */
+export class NoResponseError extends Error {}
+
+export class FlyApiClient {
+  constructor(readonly settings: FlyApiSettings) {}
+
+  /** `/v1/apps/{app}` followed by `suffix`. */
+  appPath(suffix = ""): string {
+    return `/v1/apps/${encodeURIComponent(this.settings.app)}${suffix}`;
+  }
+
+  /** One request. Throws NoResponseError when nothing came back; any status resolves. */
+  async send(method: string, path: string, options: SendOptions = {}): Promise<FlyResponse> {
+    undiciModule ??= import("undici");
+    const { request } = await undiciModule;
+    const url = new URL(this.settings.baseUrl.replace(/\/+$/, "") + path);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const timeout = AbortSignal.timeout(options.timeout ?? this.settings.requestTimeout);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { authorization: authorizationHeader(this.settings.token), accept: "application/json" };
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    let response: Undici.Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await request(url, {
+        method: method as Undici.Dispatcher.HttpMethod,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal,
+      });
+      text = await response.body.text();
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      const reason = timeout.aborted ? `no answer within ${options.timeout ?? this.settings.requestTimeout} ms` : (error as Error).message;
+      throw new NoResponseError(`${method} ${url.pathname}: ${reason}`, { cause: error });
+    }
+    return {
+      status: response.statusCode,
+      body: parseBody(text),
+      requestId: headerValue(response.headers["fly-request-id"]),
+      retryAfter: parseRetryAfter(headerValue(response.headers["retry-after"])),
+    };
+  }
+
+  /**
+   * Sends until a success (2xx or `acceptStatuses`), retrying 429,
+   * `retryStatuses` and missing responses with exponential backoff and jitter
+   * (or the server's Retry-After) while the next attempt can start before
+   * `deadline`. Only for requests that are safe to repeat.
+   */
+  async request(method: string, path: string, options: RetryOptions): Promise<FlyResponse> {
+    for (let attempt = 1; ; attempt += 1) {
+      let failure: Error;
+      let wait: number;
+      try {
+        const response = await this.send(method, path, options);
+        if (isSuccess(response.status) || options.acceptStatuses?.has(response.status)) return response;
+        failure = this.errorFor(response, options.action);
+        if (!(response.status === 429 || options.retryStatuses?.has(response.status))) throw failure;
+        wait = response.retryAfter ?? backoffDelay(attempt);
+      } catch (error) {
+        if (!(error instanceof NoResponseError)) throw error;
+        failure = new FlyApiError(`could not ${options.action}: no response from the Fly Machines API at ${this.settings.baseUrl}: ${error.message}`, {
+          retryable: true,
+          cause: error,
+        });
+        wait = backoffDelay(attempt);
+      }
+      if (Date.now() + wait >= options.deadline) throw failure;
+      await sleep(wait, options.signal);
+    }
+  }
+
+  /** The BackendError for a failed response: 401 names the token, capacity says so, others carry Fly's text. */
+  errorFor(response: FlyResponse, action: string): FlyApiError {
+    const { status, requestId } = response;
+    const flyStatus = fieldOf(response.body, "status");
+    const text = fieldOf(response.body, "error") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
+    const suffix = `${text ? `: ${text}` : ""} (fly-request-id ${requestId ?? "none"})`;
+    if (status === 401) {
+      return new FlyApiError(
+        `could not ${action}: the Fly Machines API rejected the API token from ${this.settings.tokenSource} (HTTP 401)${suffix}. ` +
+          `Set a valid token for app "${this.settings.app}", e.g. from \`fly tokens create deploy -a ${this.settings.app}\``,
+        { retryable: false, code: "FLAME_FLY_UNAUTHORIZED", status, requestId, flyStatus },
+      );
+    }
+    if (isCapacityError(status, flyStatus, text)) {
+      return new FlyApiError(`could not ${action}: Fly has insufficient capacity (HTTP ${status})${suffix}`, {
+        retryable: true,
+        code: "FLAME_FLY_INSUFFICIENT_CAPACITY",
+        status,
+        requestId,
+        flyStatus,
+      });
+    }
+    if (status === 404 && text.toLowerCase().includes("app")) {
+      return new FlyApiError(`could not ${action}: Fly app "${this.settings.app}" not found (HTTP 404)${suffix}`, {
+        retryable: false,
+        status,
+        requestId,
+        flyStatus,
+      });
+    }
+    // Throttling, conflicts (409/412/422 come from a busy host or app) and server errors may pass; other requests Fly finds wrong stay wrong.
+    const retryable = status === 429 || status === 409 || status === 412 || status === 422 || status >= 500;
+    return new FlyApiError(`could not ${action}: Fly Machines API answered HTTP ${status}${suffix}`, {
+      retryable,
+      status,
+      requestId,
+      flyStatus,
+    });
+  }
+}
+
+/** Fly accepts `Bearer <token>`; tokens made by `fly tokens create` already start with their scheme ("FlyV1 ..."). */
+function authorizationHeader(token: string): string {
+  return /^FlyV1 /.test(token) ? token : `Bearer ${token}`;
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+function isCapacityError(status: number, flyStatus: string | undefined, text: string): boolean {
+  if (flyStatus === "insufficient_capacity") return true;
+  return status >= 400 && /insufficient (capacity|resources|memory)|no capacity/i.test(text);
+}
+
+function fieldOf(body: unknown, key: string): string | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const value = (body as Record<string, unknown>)[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+function parseBody(text: string): unknown {
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Retry-After in seconds or as an HTTP date, as milliseconds. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1_000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Exponential backoff with jitter: attempt 1 waits 100-200 ms, doubling up to 2.5-5 s. */
+export function backoffDelay(attempt: number, base = 200, cap = 5_000): number {
+  const ceiling = Math.min(cap, base * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

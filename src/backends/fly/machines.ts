@@ -1,0 +1,234 @@
+/**
+ * The machine operations FlyBackend is made of: a paced, retried create that
+ * never leaks or doubles a machine, a lookup by runner id, a destroy, and a
+ * watch that tells a booting runner's pool when its machine is gone.
+ */
+import type { ProvisionRequest } from "../backend.js";
+import { backoffDelay, FlyApiError, NoResponseError, sleep, type FlyApiClient, type FlyResponse } from "./api.js";
+import { METADATA } from "./options.js";
+import { TokenBucket } from "./token-bucket.js";
+
+/** The parts of Fly's Machine object the backend reads. */
+export interface FlyMachine {
+  id: string;
+  name?: string;
+  state?: string;
+  config?: { metadata?: Record<string, string> };
+  events?: { type?: string; status?: string; request?: Record<string, unknown> }[];
+}
+
+/** Statuses after which a create is tried again (with backoff), besides 429. */
+const CREATE_RETRY_STATUSES = new Set([409, 412, 422]);
+/** Statuses after which an idempotent call (list, destroy, get) is tried again, besides 429. */
+export const IDEMPOTENT_RETRY_STATUSES = new Set([409, 412, 500, 502, 503, 504]);
+/** States of a machine that is gone or going. */
+export const GONE_STATES = new Set(["destroying", "destroyed"]);
+
+/**
+ * Fly limits creates per app to 1 per second with bursts of 3. Every
+ * FlyBackend of this process creating in the same app shares one bucket, as
+ * they share Fly's limit.
+ */
+const createBuckets = new Map<string, TokenBucket>();
+
+export function createBucketFor(baseUrl: string, app: string): TokenBucket {
+  const key = `${baseUrl}|${app}`;
+  let bucket = createBuckets.get(key);
+  if (!bucket) {
+    bucket = new TokenBucket(1, 3);
+    createBuckets.set(key, bucket);
+  }
+  return bucket;
+}
+
+/**
+ * Creates the runner's machine. Throttling and conflicts are retried with
+ * backoff until the boot deadline. When an attempt got no answer the machine
+ * may exist anyway, so it is looked up by runner id before creating again,
+ * and any duplicate found after a success is destroyed.
+ *
+ * The request itself is not aborted with `request.signal`: a create cut off
+ * mid-flight could leave a machine nobody knows of, while a create allowed
+ * to finish returns it, and the pool destroys what an abandoned boot returns.
+ */
+export async function createMachine(
+  api: FlyApiClient,
+  body: Record<string, unknown>,
+  request: ProvisionRequest,
+  bucket: TokenBucket,
+): Promise<FlyMachine> {
+  const action = `create a machine for runner ${request.runnerId}`;
+  // True once an attempt may have created a machine we never heard about.
+  let uncertain = false;
+  try {
+    for (let attempt = 1; ; attempt += 1) {
+      if (request.signal.aborted) throw request.signal.reason;
+      if (uncertain) {
+        const found = await findRunnerMachines(api, request.runnerId, request.signal);
+        if (found[0]) {
+          request.log.info({ machineId: found[0].id }, `found machine ${found[0].id} made by a create whose answer was lost; using it`);
+          return found[0];
+        }
+      }
+      await paceCreate(api, bucket, request);
+      let response: FlyResponse;
+      try {
+        const remaining = request.deadline - Date.now();
+        response = await api.send("POST", api.appPath("/machines"), {
+          body,
+          timeout: Math.min(api.settings.requestTimeout, Math.max(1_000, remaining)),
+        });
+      } catch (error) {
+        if (!(error instanceof NoResponseError)) throw error;
+        uncertain = true;
+        const failure = new FlyApiError(`could not ${action}: no response from the Fly Machines API at ${api.settings.baseUrl}: ${error.message}`, {
+          retryable: true,
+          cause: error,
+        });
+        request.log.warn({}, `${failure.message}; will look the machine up before trying again`);
+        await waitBeforeRetry(backoffDelay(attempt), request, failure, attempt);
+        continue;
+      }
+      if (response.status >= 200 && response.status < 300) {
+        const machine = asMachine(response.body);
+        if (!machine) throw new FlyApiError(`could not ${action}: the Fly Machines API answered ${response.status} without a machine id (fly-request-id ${response.requestId ?? "none"})`, { retryable: true });
+        if (uncertain) void destroyDuplicates(api, request, machine.id);
+        return machine;
+      }
+      const failure = api.errorFor(response, action);
+      if (!(response.status === 429 || CREATE_RETRY_STATUSES.has(response.status))) throw failure;
+      // A conflict may be our own earlier attempt's machine.
+      if (response.status === 409) uncertain = true;
+      request.log.debug({ status: response.status, requestId: response.requestId }, `${failure.message}; retrying`);
+      await waitBeforeRetry(response.retryAfter ?? backoffDelay(attempt), request, failure, attempt);
+    }
+  } catch (error) {
+    // Giving up while a machine might exist: find it and destroy it, so none is leaked.
+    if (uncertain) void destroyDuplicates(api, request, undefined);
+    throw error;
+  }
+}
+
+/** Waits for this app's create budget; fails at once when the turn would come after the boot deadline. */
+async function paceCreate(api: FlyApiClient, bucket: TokenBucket, request: ProvisionRequest): Promise<void> {
+  const delay = bucket.delayOfNext();
+  if (Date.now() + delay >= request.deadline) {
+    throw new FlyApiError(
+      `could not create a machine for runner ${request.runnerId} before its boot deadline: creates in app "${api.settings.app}" are paced to Fly's limit (1 per second, bursts of 3) and the next turn is in ${delay} ms`,
+      { retryable: true, code: "FLAME_FLY_PACED" },
+    );
+  }
+  const wait = bucket.reserve();
+  if (wait === 0) return;
+  try {
+    await sleep(wait, request.signal);
+  } catch (error) {
+    bucket.giveBack();
+    throw error;
+  }
+}
+
+async function waitBeforeRetry(delay: number, request: ProvisionRequest, failure: FlyApiError, attempt: number): Promise<void> {
+  if (Date.now() + delay >= request.deadline) {
+    throw new FlyApiError(`${failure.message} (gave up after ${attempt} attempt${attempt === 1 ? "" : "s"}: the boot deadline is near)`, {
+      retryable: failure.retryable,
+      code: failure.code,
+      cause: failure.cause,
+      status: failure.status,
+      requestId: failure.requestId,
+      flyStatus: failure.flyStatus,
+    });
+  }
+  await sleep(delay, request.signal);
+}
+
+/** Live machines carrying this runner id in their metadata. */
+export async function findRunnerMachines(api: FlyApiClient, runnerId: string, signal?: AbortSignal): Promise<FlyMachine[]> {
+  const response = await api.request("GET", api.appPath("/machines"), {
+    query: { [`metadata.${METADATA.runner}`]: runnerId },
+    action: `look up the machine of runner ${runnerId}`,
+    deadline: Date.now() + api.settings.requestTimeout,
+    retryStatuses: IDEMPOTENT_RETRY_STATUSES,
+    signal,
+  });
+  return asMachineList(response.body).filter(
+    (machine) => machine.config?.metadata?.[METADATA.runner] === runnerId && !GONE_STATES.has(machine.state ?? ""),
+  );
+}
+
+/** Destroys every machine of the runner except `keep`. Errors are logged: this is cleanup. */
+async function destroyDuplicates(api: FlyApiClient, request: ProvisionRequest, keep: string | undefined): Promise<void> {
+  try {
+    const extra = (await findRunnerMachines(api, request.runnerId)).filter((machine) => machine.id !== keep);
+    for (const machine of extra) {
+      request.log.warn({ machineId: machine.id }, `destroying machine ${machine.id}: a second machine for runner ${request.runnerId} made by a create whose answer was lost`);
+      await destroyMachine(api, machine.id, request.runnerId);
+    }
+  } catch (error) {
+    request.log.error({ err: error }, `could not check runner ${request.runnerId} for leftover machines: ${(error as Error).message}`);
+  }
+}
+
+/** Destroys a machine, killing it if it runs. A machine already gone counts as destroyed. */
+export async function destroyMachine(api: FlyApiClient, machineId: string, runnerId: string): Promise<void> {
+  await api.request("DELETE", api.appPath(`/machines/${encodeURIComponent(machineId)}`), {
+    query: { force: true },
+    action: `destroy machine ${machineId} (runner ${runnerId})`,
+    deadline: Date.now() + api.settings.requestTimeout,
+    retryStatuses: IDEMPOTENT_RETRY_STATUSES,
+    acceptStatuses: new Set([404]),
+  });
+}
+
+/**
+ * Settles when the machine is destroyed (auto_destroy does it when the
+ * runner's process exits), with a description for the pool, so a runner
+ * that crashes while booting fails its boot at once instead of at
+ * bootTimeout. Watches until the boot deadline or `stop`; never settles
+ * otherwise.
+ */
+export async function watchForExit(api: FlyApiClient, machineId: string, request: ProvisionRequest, stop: AbortSignal): Promise<string> {
+  const signal = AbortSignal.any([stop, request.signal]);
+  const path = api.appPath(`/machines/${encodeURIComponent(machineId)}`);
+  for (let attempt = 1; !signal.aborted && Date.now() < request.deadline; attempt += 1) {
+    // Fly's wait takes whole seconds, at most 60.
+    const seconds = Math.min(60, Math.max(1, Math.ceil((request.deadline - Date.now()) / 1_000)));
+    let response: FlyResponse;
+    try {
+      response = await api.send("GET", `${path}/wait`, { query: { state: "destroyed", timeout: seconds }, timeout: seconds * 1_000 + 5_000, signal });
+    } catch {
+      if (signal.aborted) break;
+      await sleep(backoffDelay(attempt), signal).catch(() => undefined);
+      continue;
+    }
+    if (response.status === 200 || response.status === 404) return describeExit(api, machineId, path);
+    if (response.status === 408) continue;
+    if (response.status === 429 || response.status >= 500) {
+      await sleep(response.retryAfter ?? backoffDelay(attempt), signal).catch(() => undefined);
+      continue;
+    }
+    request.log.debug({ machineId, status: response.status }, "stopped watching the machine for an early exit");
+    break;
+  }
+  return new Promise<string>(() => undefined);
+}
+
+async function describeExit(api: FlyApiClient, machineId: string, path: string): Promise<string> {
+  let exitCode: unknown;
+  try {
+    const response = await api.send("GET", path);
+    const exit = asMachine(response.body)?.events?.find((event) => event.type === "exit");
+    exitCode = (exit?.request?.exit_event as { exit_code?: unknown } | undefined)?.exit_code;
+  } catch {
+    // The description is a courtesy; the machine is gone either way.
+  }
+  return `Fly machine ${machineId} ${exitCode !== undefined ? `exited with code ${String(exitCode)}` : "stopped"} and was destroyed; its output is in \`fly logs -a ${api.settings.app} -i ${machineId}\``;
+}
+
+export function asMachine(body: unknown): FlyMachine | undefined {
+  return typeof body === "object" && body !== null && typeof (body as FlyMachine).id === "string" ? (body as FlyMachine) : undefined;
+}
+
+export function asMachineList(body: unknown): FlyMachine[] {
+  return Array.isArray(body) ? body.filter((item): item is FlyMachine => asMachine(item) !== undefined) : [];
+}

@@ -1,0 +1,226 @@
+/**
+ * FlyBackend's options: declared, documented, defaulted and validated here,
+ * and turned into the Machines API's create request. Durations are in ms.
+ */
+import { fileURLToPath } from "node:url";
+import { milliseconds, parseOptions, positiveInteger, v } from "../../validation.js";
+import type { ProvisionRequest } from "../backend.js";
+
+/** Signals Fly can send a machine to stop it. */
+export type FlyStopSignal = "SIGHUP" | "SIGINT" | "SIGQUIT" | "SIGKILL" | "SIGUSR1" | "SIGUSR2" | "SIGTERM";
+
+export interface FlyGuestOptions {
+  /** "performance" or "shared". Default "performance". */
+  cpuKind?: string;
+  /** CPUs. Default 1. */
+  cpus?: number;
+  /** Memory in MB. Default 4096. */
+  memoryMb?: number;
+  /** GPU model, e.g. "a100-pcie-40gb". Default none. */
+  gpuKind?: string;
+  /** GPUs. Default none. */
+  gpus?: number;
+}
+
+export interface FlyInitOptions {
+  /** Replaces the image's CMD. Default: the runner agent at the same paths as in the parent (see docs/fly.md). */
+  cmd?: string[];
+  /** Replaces the image's ENTRYPOINT. Default: the image's. */
+  entrypoint?: string[];
+  /** Replaces both ENTRYPOINT and CMD. Default: unset. */
+  exec?: string[];
+}
+
+export interface FlyControlPlaneOptions {
+  /** Interface the parent listens on for its runners. Default "::" (every interface, including Fly's private IPv6 network). */
+  host?: string;
+  /** Port the parent listens on. Default 0: any free port (runners are told which in FLAME_PARENT). */
+  port?: number;
+  /** Host runners dial. Default: env FLY_PRIVATE_IP, the parent machine's address on Fly's private network. */
+  advertisedHost?: string;
+}
+
+export interface FlyBackendOptions {
+  /** Machines API token. Default: env FLY_API_TOKEN. Never given to runners. */
+  token?: string;
+  /** App the runner machines are created in. Default: env FLY_APP_NAME (the parent's own app). */
+  app?: string;
+  /** Image runners boot from. Default: env FLY_IMAGE_REF (the parent's own image, so runners run the same build). */
+  image?: string;
+  /** Machines API base URL. Default: env FLY_API_HOSTNAME, else "https://api.machines.dev" (on Fly, "http://_api.internal:4280" also works). */
+  baseUrl?: string;
+  /** Region runners are created in. Default: env FLY_REGION (the parent's region); unset lets Fly choose. */
+  region?: string;
+  /** Size of a runner machine. */
+  guest?: FlyGuestOptions;
+  /** Environment of runners. Runners do not inherit the parent's environment: pass what app code needs here. */
+  env?: Record<string, string>;
+  /** What the machine runs. */
+  init?: FlyInitOptions;
+  /** Extra machine metadata (keys flame_pool, flame_parent, flame_runner are the backend's own). */
+  metadata?: Record<string, string>;
+  /** Fly services (raw Machines API objects) exposed by runners. Default none: runners dial out to the parent. */
+  services?: Record<string, unknown>[];
+  /** How Fly stops a runner machine: signal (Fly's default SIGINT) and ms before it kills (Fly's default 5 000). */
+  stopConfig?: { signal?: FlyStopSignal; timeout?: number };
+  /** Ask Fly not to inject the app's secrets into runners (`skip_secrets`). Default false. */
+  skipSecrets?: boolean;
+  /** Where the parent listens and what runners dial. */
+  controlPlane?: FlyControlPlaneOptions;
+  /** Longest one API request may take, and the retry budget of a destroy or list, in ms. Default 30 000. Creates are bounded by the pool's bootTimeout. */
+  requestTimeout?: number;
+}
+
+const stringList = v.array(v.string());
+const nonEmpty = v.pipe(v.string(), v.minLength(1));
+const signals = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM"] as const;
+
+const schema = v.strictObject({
+  token: v.optional(nonEmpty),
+  app: v.optional(nonEmpty),
+  image: v.optional(nonEmpty),
+  baseUrl: v.optional(v.pipe(v.string(), v.url())),
+  region: v.optional(nonEmpty),
+  guest: v.optional(
+    v.strictObject({
+      cpuKind: v.optional(nonEmpty, "performance"),
+      cpus: v.optional(positiveInteger(), 1),
+      memoryMb: v.optional(positiveInteger(), 4_096),
+      gpuKind: v.optional(nonEmpty),
+      gpus: v.optional(positiveInteger()),
+    }),
+    {},
+  ),
+  env: v.optional(v.record(v.string(), v.string()), {}),
+  init: v.optional(
+    v.strictObject({
+      cmd: v.optional(v.pipe(stringList, v.minLength(1))),
+      entrypoint: v.optional(stringList),
+      exec: v.optional(v.pipe(stringList, v.minLength(1))),
+    }),
+    {},
+  ),
+  metadata: v.optional(v.record(v.string(), v.string()), {}),
+  services: v.optional(v.array(v.record(v.string(), v.unknown())), []),
+  stopConfig: v.optional(v.strictObject({ signal: v.optional(v.picklist(signals)), timeout: v.optional(milliseconds()) })),
+  skipSecrets: v.optional(v.boolean(), false),
+  controlPlane: v.optional(
+    v.strictObject({
+      host: v.optional(nonEmpty, "::"),
+      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), 0),
+      advertisedHost: v.optional(nonEmpty),
+    }),
+    {},
+  ),
+  requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
+});
+
+export type ResolvedFlyOptions = v.InferOutput<typeof schema> & {
+  baseUrl: string;
+  /** Where `token` came from, for messages that must not show it. */
+  tokenSource: string;
+};
+
+export const DEFAULT_BASE_URL = "https://api.machines.dev";
+
+/**
+ * Validates `input` and fills defaults from the environment. Required values
+ * (token, app, image) may still be missing: a pool built on a runner
+ * constructs its backend too and never uses it, so absence is reported on use.
+ */
+export function resolveFlyOptions(input: FlyBackendOptions, env: NodeJS.ProcessEnv = process.env): ResolvedFlyOptions {
+  const parsed = parseOptions("FlyBackend", schema, input ?? {});
+  const hostname = env.FLY_API_HOSTNAME;
+  return {
+    ...parsed,
+    token: parsed.token ?? (env.FLY_API_TOKEN || undefined),
+    tokenSource: parsed.token !== undefined ? 'the FlyBackend "token" option' : "FLY_API_TOKEN",
+    app: parsed.app ?? (env.FLY_APP_NAME || undefined),
+    image: parsed.image ?? (env.FLY_IMAGE_REF || undefined),
+    region: parsed.region ?? (env.FLY_REGION || undefined),
+    baseUrl: parsed.baseUrl ?? (hostname ? (/^https?:\/\//.test(hostname) ? hostname : `https://${hostname}`) : DEFAULT_BASE_URL),
+    controlPlane: {
+      ...parsed.controlPlane,
+      advertisedHost: parsed.controlPlane.advertisedHost ?? (env.FLY_PRIVATE_IP || undefined),
+    },
+  };
+}
+
+/** The runner agent's entry next to this module: main.ts under a TS loader, main.js when built. */
+const AGENT_ENTRY = fileURLToPath(new URL(`../../runner-agent/main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
+
+/** Metadata keys the backend writes on every runner machine and lists by. */
+export const METADATA = { pool: "flame_pool", parent: "flame_parent", runner: "flame_runner" } as const;
+
+/** A Fly machine name for a runner: lowercase letters, digits and dashes. */
+export function machineName(runnerId: string): string {
+  return `flame-${runnerId}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 63).replace(/-+$/, "");
+}
+
+/**
+ * The runner's environment: FLAME_PARENT (and whatever else the pool put in
+ * the request), FLAME_ENTRY, the build id the parent's app version uses, and
+ * the user's `env`. Nothing else of the parent's environment, and never the
+ * API token.
+ */
+export function runnerEnvironment(options: ResolvedFlyOptions, request: ProvisionRequest, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const runnerEnv: Record<string, string> = { ...options.env };
+  if (request.entry) runnerEnv.FLAME_ENTRY = request.entry;
+  // Parent and runner must agree on the app version; the parent's FLY_IMAGE_REF reaches runners through their image.
+  if (env.FLAME_BUILD_ID) runnerEnv.FLAME_BUILD_ID = env.FLAME_BUILD_ID;
+  Object.assign(runnerEnv, request.env);
+  return runnerEnv;
+}
+
+/** The default command: the parent's node, flags and agent path, which exist on a machine booted from the parent's image. */
+export function defaultCommand(request: ProvisionRequest): string[] {
+  const entry = request.entry ?? process.argv[1];
+  return [process.execPath, ...process.execArgv, AGENT_ENTRY, ...(entry ? [entry] : [])];
+}
+
+/** Body of `POST /v1/apps/{app}/machines` for one runner. */
+export function createMachineRequest(options: ResolvedFlyOptions & { image: string }, request: ProvisionRequest): Record<string, unknown> {
+  const { guest, init, stopConfig } = options;
+  const config: Record<string, unknown> = {
+    image: options.image,
+    auto_destroy: true,
+    restart: { policy: "no" },
+    guest: {
+      cpu_kind: guest.cpuKind,
+      cpus: guest.cpus,
+      memory_mb: guest.memoryMb,
+      ...(guest.gpuKind !== undefined ? { gpu_kind: guest.gpuKind } : {}),
+      ...(guest.gpus !== undefined ? { gpus: guest.gpus } : {}),
+    },
+    env: runnerEnvironment(options, request),
+    init: {
+      ...(init.exec ? { exec: init.exec } : { cmd: init.cmd ?? defaultCommand(request) }),
+      ...(init.entrypoint ? { entrypoint: init.entrypoint } : {}),
+    },
+    metadata: {
+      ...options.metadata,
+      [METADATA.pool]: request.pool,
+      [METADATA.parent]: request.parentId,
+      [METADATA.runner]: request.runnerId,
+    },
+  };
+  if (options.services.length > 0) config.services = options.services;
+  if (stopConfig) {
+    config.stop_config = {
+      ...(stopConfig.signal ? { signal: stopConfig.signal } : {}),
+      ...(stopConfig.timeout !== undefined ? { timeout: goDuration(stopConfig.timeout) } : {}),
+    };
+  }
+  return {
+    name: machineName(request.runnerId),
+    ...(options.region ? { region: options.region } : {}),
+    ...(options.skipSecrets ? { skip_secrets: true } : {}),
+    config,
+  };
+}
+
+/** Milliseconds as a Go duration string, which is what Fly parses: 5000 -> "5s", 1500 -> "1500ms". */
+export function goDuration(ms: number): string {
+  const rounded = Math.round(ms);
+  return rounded % 1_000 === 0 ? `${rounded / 1_000}s` : `${rounded}ms`;
+}

@@ -1,0 +1,537 @@
+/**
+ * A Fly Machines API emulator for tests and local development: a node:http
+ * server on 127.0.0.1 that speaks the endpoints FlyBackend uses (create,
+ * list with metadata filters, get, wait, stop, start, destroy, get app) and
+ * boots each machine as a real local process running its `init.cmd`.
+ *
+ * Every request and response is checked against Fly's published OpenAPI
+ * spec; a request the spec rejects gets a 400 saying why and is kept in
+ * `violations()` so a test can assert there were none. Fly's published rate
+ * limits are enforced, and faults (throttling, capacity errors, lost
+ * responses, slow, stuck or crashing boots) can be injected.
+ */
+import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { TokenBucket } from "../../backends/fly/token-bucket.js";
+import { milliseconds, parseOptions, v } from "../../validation.js";
+import { EmulatedMachine, parseDuration, type BootFault, type MachineEvent, type MachineState } from "./machine.js";
+import { OpenApiContract, resolveSpecPath, type Operation } from "./openapi.js";
+
+export type { BootFault } from "./machine.js";
+
+export interface FlyEmulatorOptions {
+  /** The one app the emulator serves. Default "flame-emulated". */
+  app?: string;
+  /** Token the emulator accepts as `Authorization: Bearer <token>`. Default: a random one (see `token` on the result). */
+  token?: string;
+  /** Region of machines created without one. Default "iad". */
+  region?: string;
+  /** Port on 127.0.0.1. Default 0 (any free port). */
+  port?: number;
+  /** Fly's OpenAPI spec. Default: env FLY_OPENAPI_SPEC, else ../shared/fly/machines-openapi.json next to the repository. */
+  specPath?: string;
+  /** Check requests and responses against the spec (needs ajv and ajv-formats). Default true. */
+  validate?: boolean;
+  /** Refuse body fields and query parameters the spec does not declare (Fly ignores them silently). Default true. */
+  strict?: boolean;
+  /** Enforce Fly's published rate limits with 429: 1 request per second per action, bursts of 3; get machine 5 per second, bursts of 10. Default true. */
+  rateLimits?: boolean;
+  /** What a machine's environment starts from, as an image's would. Default: PATH, HOME, LANG and TMPDIR of this process. */
+  baseEnv?: Record<string, string>;
+  /** App secrets Fly injects into every machine not created with skip_secrets. Default none. */
+  secrets?: Record<string, string>;
+  /** Working directory of machine processes. Default: this process's. */
+  cwd?: string;
+  /** Ms between a stop's signal and SIGKILL when neither the request nor stop_config says. Default 5 000 (Fly's). */
+  stopTimeout?: number;
+  /** Copy machines' output to this process's stderr, prefixed with the machine id. Default false. */
+  echoOutput?: boolean;
+}
+
+/** Operations the emulator serves, by a short name for `failNext`. */
+export const OPERATIONS = {
+  app: "Apps_show",
+  list: "Machines_list",
+  create: "Machines_create",
+  get: "Machines_show",
+  destroy: "Machines_delete",
+  wait: "Machines_wait",
+  stop: "Machines_stop",
+  start: "Machines_start",
+} as const;
+
+export type FlyOperation = keyof typeof OPERATIONS;
+
+/** An answer forced on the next requests of an operation. */
+export type ResponseFault =
+  | {
+      /** HTTP status to answer with, e.g. 429, 412, 409, 500. */
+      status: number;
+      /** Fly's error text. Default: a plausible one for the status. */
+      error?: string;
+      /** Fly's `status` field, e.g. "insufficient_capacity". */
+      flyStatus?: "unknown" | "insufficient_capacity";
+      /** Retry-After header, in seconds. Default: none. */
+      retryAfterSeconds?: number;
+      /** How many requests get it. Default 1. */
+      times?: number;
+    }
+  | {
+      /** Close the connection without answering; with `afterHandling`, after doing the work (a create makes its machine). */
+      dropConnection: true;
+      afterHandling?: boolean;
+      times?: number;
+    };
+
+export interface RecordedRequest {
+  at: number;
+  method: string;
+  path: string;
+  query: Record<string, string[]>;
+  operationId: string | undefined;
+  status: number;
+  /** Parsed JSON body, if any. */
+  body: unknown;
+  /** Set when a fault or the rate limit answered instead of the handler. */
+  fault?: string;
+}
+
+export interface SpecViolation {
+  at: number;
+  direction: "request" | "response";
+  method: string;
+  path: string;
+  operationId: string;
+  problems: string[];
+}
+
+/** A machine as the emulator sees it, for assertions. */
+export interface EmulatedMachineInfo {
+  id: string;
+  name: string;
+  state: MachineState;
+  region: string;
+  config: Record<string, any>;
+  /** Environment its process got (Fly's variables, secrets, config.env). */
+  env: Record<string, string>;
+  pid: number | undefined;
+  exitCode: number | undefined;
+  restarts: number;
+  /** The tail of its stdout and stderr. */
+  output: string;
+  events: MachineEvent[];
+}
+
+export interface FlyEmulator {
+  /** Base URL for FlyBackend's `baseUrl`: http://127.0.0.1:<port> (the API is under /v1). */
+  readonly url: string;
+  readonly token: string;
+  readonly app: string;
+  /** Every machine ever created, destroyed ones included, oldest first. */
+  machines(): EmulatedMachineInfo[];
+  /** Every request served, oldest first. */
+  requests(): RecordedRequest[];
+  /** Requests the spec rejected and responses that broke it. A conforming client sees none. */
+  violations(): SpecViolation[];
+  /** Forces `fault` on the next requests of `operation` (after auth and spec checks). */
+  failNext(operation: FlyOperation, fault: ResponseFault): void;
+  /** Boots the next machines with these faults, one per machine, in order. */
+  nextBoots(...faults: BootFault[]): void;
+  /** Stops the server and kills every machine process it started. */
+  close(): Promise<void>;
+}
+
+const optionsSchema = v.strictObject({
+  app: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "Expected a Fly app name")), "flame-emulated"),
+  token: v.optional(v.pipe(v.string(), v.minLength(1))),
+  region: v.optional(v.pipe(v.string(), v.minLength(1)), "iad"),
+  port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), 0),
+  specPath: v.optional(v.string()),
+  validate: v.optional(v.boolean(), true),
+  strict: v.optional(v.boolean(), true),
+  rateLimits: v.optional(v.boolean(), true),
+  baseEnv: v.optional(v.record(v.string(), v.string())),
+  secrets: v.optional(v.record(v.string(), v.string()), {}),
+  cwd: v.optional(v.string()),
+  stopTimeout: v.optional(milliseconds(), 5_000),
+  echoOutput: v.optional(v.boolean(), false),
+});
+
+/** Fly's published limits per action: [per second, burst]. Get Machine is allowed more. */
+const RATE_LIMITS: Record<string, [number, number]> = { Machines_show: [5, 10] };
+const DEFAULT_RATE_LIMIT: [number, number] = [1, 3];
+/** A twentieth of a token of slack, so a client pacing to exactly the published rate is not refused over clock jitter. */
+const RATE_TOLERANCE = 0.05;
+/** Fly's wait endpoint blocks at most 60 s. */
+const MAX_WAIT_SECONDS = 60;
+
+/** Starts an emulator; resolves once it listens. */
+export async function startFlyEmulator(input: FlyEmulatorOptions = {}): Promise<FlyEmulator> {
+  const options = parseOptions("Fly emulator", optionsSchema, input);
+  const contract = options.validate ? await OpenApiContract.load(resolveSpecPath(options.specPath), { strict: options.strict }) : undefined;
+  const state = new EmulatorState(options, contract);
+  const server = createServer((request, response) => void state.handle(request, response));
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port: options.port }, () => resolve());
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    token: state.token,
+    app: options.app,
+    machines: () => [...state.machines.values()].map(snapshot),
+    requests: () => [...state.log],
+    violations: () => [...state.violations],
+    failNext: (operation, fault) => state.failNext(operation, fault),
+    nextBoots: (...faults) => state.bootFaults.push(...faults),
+    close: async () => {
+      state.closed = true;
+      server.closeAllConnections();
+      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), ...[...state.machines.values()].map((machine) => machine.destroy())]);
+    },
+  };
+}
+
+type ResolvedOptions = v.InferOutput<typeof optionsSchema>;
+
+interface Reply {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class EmulatorState {
+  readonly token: string;
+  readonly machines = new Map<string, EmulatedMachine>();
+  readonly log: RecordedRequest[] = [];
+  readonly violations: SpecViolation[] = [];
+  readonly bootFaults: BootFault[] = [];
+  closed = false;
+  private readonly tokenDigest: Buffer;
+  private readonly faults = new Map<string, ResponseFault[]>();
+  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly settings;
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly contract: OpenApiContract | undefined,
+  ) {
+    this.token = options.token ?? randomBytes(24).toString("base64url");
+    this.tokenDigest = digest(this.token);
+    const env = process.env;
+    const baseEnv = options.baseEnv ?? Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((key) => (env[key] ? [[key, env[key]!]] : [])));
+    this.settings = {
+      app: options.app,
+      cwd: options.cwd ?? process.cwd(),
+      baseEnv,
+      secrets: options.secrets,
+      stopTimeout: options.stopTimeout,
+      echoOutput: options.echoOutput,
+    };
+  }
+
+  failNext(operation: FlyOperation, fault: ResponseFault): void {
+    const operationId = OPERATIONS[operation];
+    const queue = this.faults.get(operationId) ?? [];
+    for (let i = 0; i < (fault.times ?? 1); i += 1) queue.push(fault);
+    this.faults.set(operationId, queue);
+  }
+
+  async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? "/", "http://emulator");
+    const method = request.method ?? "GET";
+    const raw = await readBody(request);
+    const entry: RecordedRequest = {
+      at: Date.now(),
+      method,
+      path: url.pathname,
+      query: queryRecord(url.searchParams),
+      operationId: undefined,
+      status: 0,
+      body: undefined,
+    };
+    this.log.push(entry);
+    let operation: Operation | undefined;
+    const send = (reply: Reply) => {
+      entry.status = reply.status;
+      if (operation && this.contract) {
+        const problems = this.contract.checkResponse(operation, reply.status, reply.body);
+        if (problems.length > 0) this.violations.push({ at: Date.now(), direction: "response", method, path: url.pathname, operationId: operation.operationId, problems });
+      }
+      const text = reply.body === undefined ? "" : JSON.stringify(reply.body);
+      response.writeHead(reply.status, {
+        "content-type": "application/json",
+        "fly-request-id": `01emulated${randomBytes(8).toString("hex")}`,
+        ...reply.headers,
+      });
+      response.end(text);
+    };
+    try {
+      if (!url.pathname.startsWith("/v1/")) throw new HttpError(404, "not found");
+      const path = url.pathname.slice(3);
+      const matched = this.match(method, path);
+      if (!matched) throw new HttpError(this.contract?.knowsPath(path) ? 405 : 404, `no ${method} ${url.pathname} in the Machines API`);
+      operation = matched.operation;
+      entry.operationId = operation.operationId;
+      if (!this.authorized(request.headers.authorization)) throw new HttpError(401, "unauthorized");
+      let body: unknown;
+      if (raw.length > 0) {
+        try {
+          body = JSON.parse(raw);
+          entry.body = body;
+        } catch {
+          this.violation(entry, operation, [`request body is not JSON`]);
+          throw new HttpError(400, "request body is not valid JSON");
+        }
+      }
+      if (this.contract) {
+        const problems = this.contract.checkRequest(
+          operation,
+          { query: url.searchParams, body: { present: raw.length > 0, value: body } },
+          (name) => operation!.operationId === "Machines_list" && name.startsWith("metadata."),
+        );
+        if (problems.length > 0) {
+          this.violation(entry, operation, problems);
+          throw new HttpError(400, `request does not match Fly's OpenAPI spec: ${problems.join("; ")}`);
+        }
+      }
+      const { pathParameters } = matched;
+      if (pathParameters.app_name !== this.options.app) throw new HttpError(404, `app "${pathParameters.app_name}" not found`);
+      const limited = this.rateLimited(operation.operationId, pathParameters.machine_id ?? pathParameters.app_name);
+      if (limited !== undefined) {
+        entry.fault = "rate-limit";
+        return send({ status: 429, body: { error: "rate limit exceeded" }, headers: { "retry-after": String(Math.max(1, Math.ceil(limited / 1_000))) } });
+      }
+      const fault = this.faults.get(operation.operationId)?.shift();
+      if (fault && "status" in fault) {
+        entry.fault = `status ${fault.status}`;
+        return send({
+          status: fault.status,
+          body: { error: fault.error ?? defaultFaultText(fault.status, fault.flyStatus), ...(fault.flyStatus ? { status: fault.flyStatus } : {}) },
+          headers: fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {},
+        });
+      }
+      if (fault && !fault.afterHandling) {
+        entry.fault = "dropped";
+        request.socket.destroy();
+        return;
+      }
+      const reply = await this.serve(operation.operationId, pathParameters, url.searchParams, body, response);
+      if (fault) {
+        entry.fault = "dropped after handling";
+        entry.status = reply.status;
+        request.socket.destroy();
+        return;
+      }
+      send(reply);
+    } catch (error) {
+      if (response.headersSent) return;
+      if (request.socket.destroyed) {
+        entry.status = 499; // the client hung up first
+        return;
+      }
+      if (error instanceof HttpError) return send({ status: error.status, body: { error: error.message } });
+      send({ status: 500, body: { error: `emulator error: ${(error as Error).message}` } });
+    }
+  }
+
+  private match(method: string, path: string) {
+    if (this.contract) return this.contract.match(method, path);
+    // Without the spec, route the operations the emulator serves by hand.
+    const found = /^\/apps\/([^/]+)(?:\/machines(?:\/([^/]+)(?:\/(wait|stop|start))?)?)?$/.exec(path);
+    if (!found) return undefined;
+    const [, app, machineId, action] = found;
+    const operationId =
+      action === "wait" ? "Machines_wait" : action === "stop" ? "Machines_stop" : action === "start" ? "Machines_start"
+        : machineId ? ({ GET: "Machines_show", DELETE: "Machines_delete" } as Record<string, string>)[method]
+          : path.endsWith("/machines") ? ({ GET: "Machines_list", POST: "Machines_create" } as Record<string, string>)[method]
+            : method === "GET" ? "Apps_show" : undefined;
+    if (!operationId) return undefined;
+    const operation = { operationId } as Operation;
+    return { operation, pathParameters: { app_name: decodeURIComponent(app!), ...(machineId ? { machine_id: decodeURIComponent(machineId) } : {}) } };
+  }
+
+  private async serve(operationId: string, parameters: Record<string, string>, query: URLSearchParams, body: any, response: ServerResponse): Promise<Reply> {
+    switch (operationId) {
+      case "Apps_show":
+        return { status: 200, body: this.appJson() };
+      case "Machines_list":
+        return { status: 200, body: this.list(query) };
+      case "Machines_create":
+        return { status: 200, body: this.create(body ?? {}).toJson() };
+      case "Machines_show":
+        return { status: 200, body: this.find(parameters.machine_id!, true).toJson() };
+      case "Machines_delete": {
+        const machine = this.find(parameters.machine_id!, false);
+        if (machine.state === "started" || machine.state === "stopping") {
+          if (query.get("force") !== "true") {
+            throw new HttpError(412, `failed_precondition: machine ${machine.id} is ${machine.state}; stop it first or destroy it with force=true`);
+          }
+        }
+        await machine.destroy();
+        return { status: 200, body: { ok: true } };
+      }
+      case "Machines_stop": {
+        const machine = this.find(parameters.machine_id!, false);
+        const stopBody = (body ?? {}) as { signal?: NodeJS.Signals; timeout?: string };
+        machine.stop(stopBody.signal, parseDuration(stopBody.timeout));
+        return { status: 200, body: { ok: true } };
+      }
+      case "Machines_start": {
+        const machine = this.find(parameters.machine_id!, false);
+        if (machine.state === "stopped") machine.boot(this.bootFaults.shift());
+        return { status: 200, body: { ok: true } };
+      }
+      case "Machines_wait":
+        return this.wait(this.find(parameters.machine_id!, true), query, response);
+      default:
+        throw new HttpError(501, `${operationId} is not implemented by the flame-ts Fly emulator`);
+    }
+  }
+
+  private create(body: Record<string, any>): EmulatedMachine {
+    const config = (body.config ?? {}) as Record<string, any>;
+    if (typeof config.image !== "string" || config.image === "") throw new HttpError(422, "invalid config: image is required");
+    const machine = new EmulatedMachine(
+      body.name ?? `emulated-${randomBytes(4).toString("hex")}`,
+      body.region ?? this.options.region,
+      structuredClone(config),
+      body.skip_secrets === true,
+      this.settings,
+    );
+    this.machines.set(machine.id, machine);
+    if (body.skip_launch !== true && !this.closed) machine.boot(this.bootFaults.shift());
+    return machine;
+  }
+
+  private list(query: URLSearchParams): Record<string, unknown>[] {
+    const includeDeleted = query.get("include_deleted") === "true";
+    const states = query.get("state")?.split(",").filter(Boolean);
+    const region = query.get("region");
+    const metadata = [...query.entries()].filter(([key]) => key.startsWith("metadata.")).map(([key, value]) => [key.slice(9), value] as const);
+    return [...this.machines.values()]
+      .filter((machine) => includeDeleted || (machine.state !== "destroyed" && machine.state !== "destroying"))
+      .filter((machine) => !states || states.includes(machine.state))
+      .filter((machine) => !region || machine.region === region)
+      .filter((machine) => metadata.every(([key, value]) => machine.config.metadata?.[key] === value))
+      .map((machine) => machine.toJson(query.get("summary") === "true"));
+  }
+
+  private async wait(machine: EmulatedMachine, query: URLSearchParams, response: ServerResponse): Promise<Reply> {
+    const states = new Set(query.getAll("state").flatMap((value) => value.split(",")).filter(Boolean));
+    if (states.size === 0) states.add("started");
+    const seconds = Math.min(MAX_WAIT_SECONDS, Math.max(1, Number(query.get("timeout") ?? MAX_WAIT_SECONDS)));
+    if (machine.state === "destroyed" && !states.has("destroyed") && !states.has("settled")) {
+      throw new HttpError(400, `machine ${machine.id} is destroyed and will never be ${[...states].join(" or ")}`);
+    }
+    // The client hanging up ends the wait (the response closes with its connection).
+    const gone = new Promise<void>((resolve) => response.once("close", () => resolve()));
+    const reached = await machine.waitFor(states, seconds * 1_000, gone);
+    if (reached === undefined) throw new HttpError(408, `deadline_exceeded: machine ${machine.id} did not reach ${[...states].join(" or ")} within ${seconds} s`);
+    return { status: 200, body: { ok: true, state: reached, version: machine.instanceId } };
+  }
+
+  private find(id: string, includeDestroyed: boolean): EmulatedMachine {
+    const machine = this.machines.get(id);
+    if (!machine || (!includeDestroyed && machine.state === "destroyed")) throw new HttpError(404, `machine ${id} not found`);
+    return machine;
+  }
+
+  private appJson(): Record<string, unknown> {
+    const live = [...this.machines.values()].filter((machine) => machine.state !== "destroyed").length;
+    return {
+      id: this.options.app,
+      name: this.options.app,
+      status: "deployed",
+      machine_count: live,
+      volume_count: 0,
+      network: "default",
+      organization: { name: "Emulated organization", slug: "personal" },
+    };
+  }
+
+  private authorized(header: string | undefined): boolean {
+    if (!header) return false;
+    const presented = header.startsWith("Bearer ") ? header.slice(7) : header;
+    return timingSafeEqual(digest(presented), this.tokenDigest);
+  }
+
+  /** Undefined when the request may pass, else ms until it could. */
+  private rateLimited(operationId: string, scope: string): number | undefined {
+    if (!this.options.rateLimits) return undefined;
+    const key = `${operationId}|${scope}`;
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      const [perSecond, burst] = RATE_LIMITS[operationId] ?? DEFAULT_RATE_LIMIT;
+      bucket = new TokenBucket(perSecond, burst);
+      this.buckets.set(key, bucket);
+    }
+    const wait = bucket.tryTake(Date.now(), RATE_TOLERANCE);
+    return wait === 0 ? undefined : wait;
+  }
+
+  private violation(entry: RecordedRequest, operation: Operation, problems: string[]): void {
+    this.violations.push({ at: Date.now(), direction: "request", method: entry.method, path: entry.path, operationId: operation.operationId, problems });
+  }
+}
+
+function snapshot(machine: EmulatedMachine): EmulatedMachineInfo {
+  return {
+    id: machine.id,
+    name: machine.name,
+    state: machine.state,
+    region: machine.region,
+    config: structuredClone(machine.config),
+    env: { ...machine.env },
+    pid: machine.pid,
+    exitCode: machine.exitCode,
+    restarts: machine.restarts,
+    output: machine.output,
+    events: machine.events.map((event) => ({ ...event })),
+  };
+}
+
+function defaultFaultText(status: number, flyStatus: string | undefined): string {
+  if (flyStatus === "insufficient_capacity") return "insufficient resources available to fulfill request: could not reserve resource for machine";
+  const texts: Record<number, string> = {
+    409: "conflict: machine is being modified by another request",
+    412: "failed_precondition: unable to satisfy request",
+    422: "unprocessable entity: could not reserve resources",
+    429: "rate limit exceeded",
+    500: "internal server error",
+    503: "service unavailable",
+  };
+  return texts[status] ?? `emulated failure (HTTP ${status})`;
+}
+
+function queryRecord(params: URLSearchParams): Record<string, string[]> {
+  const record: Record<string, string[]> = {};
+  for (const [key, value] of params) (record[key] ??= []).push(value);
+  return record;
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    request.setEncoding("utf8");
+    request.on("data", (chunk: string) => (text += chunk));
+    request.on("end", () => resolve(text));
+    request.on("error", reject);
+  });
+}
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}
