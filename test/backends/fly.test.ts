@@ -1,0 +1,364 @@
+/**
+ * FlyBackend against the Fly Machines API emulator: every machine is a real
+ * runner process, every request is checked against Fly's OpenAPI spec.
+ */
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FlyApiError, FlyBackend } from "../../src/backends/fly.js";
+import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
+import { BackendError, BootError, BootTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
+import { consoleLogger } from "../../src/log.js";
+import { makePool } from "../fixtures/app.js";
+import { liveMachines, pretendParentOnFly, startTestEmulator, TEST_IMAGE, testFlyBackend } from "../support/fly.js";
+import { isAlive, waitFor } from "../support/processes.js";
+
+pretendParentOnFly();
+// The parent holds a Fly token in its environment; runners must never see it.
+process.env.FLY_API_TOKEN = "parent-secret-fly-token";
+
+let emulator: FlyEmulator;
+const pools: { stop(): Promise<void> }[] = [];
+
+beforeEach(async () => {
+  emulator = await startTestEmulator();
+});
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.stop()));
+  const violations = emulator.violations();
+  await emulator.close();
+  // No request of the backend broke Fly's spec, and no response of the emulator did.
+  expect(violations).toEqual([]);
+});
+
+function pool(options: Parameters<typeof makePool>[0]) {
+  const made = makePool({ bootTimeout: 10_000, runnerConnectTimeout: 3_000, heartbeatInterval: 250, ...options });
+  pools.push(made.pool);
+  return made;
+}
+
+function creates() {
+  return emulator.requests().filter((request) => request.operationId === "Machines_create");
+}
+
+describe("FlyBackend on the emulator", () => {
+  it("scales from 0 to max and back to 0, destroying every machine", async () => {
+    const backend = testFlyBackend(emulator, { env: { APP_SETTING: "on" }, metadata: { team: "data" } });
+    const { pool: p, sleep } = pool({ name: "scale", max: 3, maxConcurrency: 1, idleShutdownAfter: 300, backend });
+    expect(emulator.machines()).toEqual([]);
+
+    const results = await Promise.all([p.call(sleep, [200]), p.call(sleep, [200]), p.call(sleep, [200])]);
+    expect(new Set(results.map((result) => result.runnerId)).size).toBe(3);
+    const machines = emulator.machines();
+    expect(machines).toHaveLength(3);
+    for (const machine of machines) {
+      expect(machine.config).toMatchObject({
+        image: TEST_IMAGE,
+        auto_destroy: true,
+        restart: { policy: "no" },
+        guest: { cpu_kind: "performance", cpus: 1, memory_mb: 4096 },
+        metadata: { flame_pool: "scale", team: "data" },
+      });
+      expect(machine.config.services).toBeUndefined();
+      expect(machine.name).toMatch(/^flame-scale-/);
+      expect(results.map((result) => result.runnerId)).toContain(machine.config.metadata.flame_runner);
+      expect(machine.config.metadata.flame_parent).toEqual(expect.any(String));
+      // Only what the runner needs: never the parent's environment or its Fly token.
+      expect(Object.keys(machine.config.env).sort()).toEqual(["APP_SETTING", "FLAME_ENTRY", "FLAME_PARENT"]);
+      expect(JSON.stringify(machine.env)).not.toContain("parent-secret-fly-token");
+      expect(machine.env.FLY_MACHINE_ID).toBe(machine.id);
+    }
+
+    // Idle runners shut down and their machines are destroyed.
+    await waitFor(() => liveMachines(emulator).length === 0, "every machine to be destroyed", 8_000);
+    expect(Object.values(p.stats().runners).every((count) => count === 0)).toBe(true);
+    for (const machine of machines) if (machine.pid) expect(isAlive(machine.pid)).toBe(false);
+    expect(await backend.list({ pool: "scale" })).toEqual([]);
+  });
+
+  it("paces a burst of creates to Fly's limit of 1 per second with bursts of 3", async () => {
+    const { pool: p } = pool({ name: "burst", min: 5, max: 5, backend: testFlyBackend(emulator) });
+    await p.start();
+
+    const times = creates().map((request) => request.at);
+    expect(times).toHaveLength(5);
+    expect(creates().every((request) => request.status === 200)).toBe(true);
+    // Three at once, then one per second: the emulator enforces Fly's limit and refused none.
+    expect(times[4]! - times[0]!).toBeGreaterThanOrEqual(1_900);
+    expect(emulator.requests().filter((request) => request.status === 429)).toEqual([]);
+  });
+
+  it("the emulator does refuse a burst beyond Fly's limit", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      const response = await fetch(`${emulator.url}/v1/apps/${emulator.app}/machines`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${emulator.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ config: { image: TEST_IMAGE, init: { exec: [process.execPath, "-e", ""] }, auto_destroy: true, restart: { policy: "no" } } }),
+      });
+      statuses.push(response.status);
+      if (response.status === 429) expect(response.headers.get("retry-after")).toBe("1");
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    await waitFor(() => liveMachines(emulator).length === 0, "the short-lived machines to be auto-destroyed");
+  });
+
+  it("retries 429 (honouring Retry-After), capacity errors and conflicts, then boots", async () => {
+    emulator.failNext("create", { status: 429, retryAfterSeconds: 1 });
+    emulator.failNext("create", { status: 412, flyStatus: "insufficient_capacity" });
+    emulator.failNext("create", { status: 409 });
+    emulator.failNext("create", { status: 422 });
+    const { pool: p, echo } = pool({ name: "retry", max: 1, backend: testFlyBackend(emulator) });
+
+    await expect(p.call(echo, ["through"])).resolves.toBe("through");
+    const attempts = creates();
+    expect(attempts.map((request) => request.status)).toEqual([429, 412, 409, 422, 200]);
+    expect(attempts[1]!.at - attempts[0]!.at).toBeGreaterThanOrEqual(950);
+    expect(emulator.machines()).toHaveLength(1);
+  });
+
+  it("reports lasting insufficient capacity as such", async () => {
+    emulator.failNext("create", { status: 412, flyStatus: "insufficient_capacity", times: 1_000 });
+    const { pool: p, echo } = pool({ name: "capacity", max: 1, bootTimeout: 1_500, backend: testFlyBackend(emulator) });
+
+    const error = (await p.call(echo, [1]).catch((caught: Error) => caught)) as Error;
+    expect(error).toBeInstanceOf(BootError);
+    expect(error.message).toMatch(/insufficient capacity/);
+    expect(emulator.machines()).toEqual([]);
+  });
+
+  it("fails fast on 401 with a message naming the token, not its value", async () => {
+    const { pool: p, echo } = pool({ name: "unauthorized", max: 2, backend: testFlyBackend(emulator, { token: "wrong-token-value" }) });
+    const started = Date.now();
+    const error = (await p.call(echo, [1]).catch((caught: Error) => caught)) as BootError;
+
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(error).toBeInstanceOf(BootError);
+    expect((error.cause as FlyApiError).retryable).toBe(false);
+    expect(error.message).toMatch(/rejected the API token from the FlyBackend "token" option \(HTTP 401\)/);
+    expect(error.message).toMatch(/fly-request-id/);
+    expect(error.message).not.toContain("wrong-token-value");
+    expect((error.cause as FlyApiError).code).toBe("FLAME_FLY_UNAUTHORIZED");
+    expect(creates()).toHaveLength(1);
+
+    // From the environment, the message names FLY_API_TOKEN.
+    const fromEnv = new FlyBackend({ app: emulator.app, baseUrl: emulator.url, image: TEST_IMAGE });
+    const listing = await fromEnv.list().catch((caught: Error) => caught);
+    expect(listing).toBeInstanceOf(FlyApiError);
+    expect((listing as Error).message).toMatch(/token from FLY_API_TOKEN/);
+    expect((listing as Error).message).not.toContain("parent-secret-fly-token");
+  });
+
+  it("a boot timeout destroys the machine that never started", async () => {
+    emulator.nextBoots({ kind: "never-start" });
+    const results: GrowResult[] = [];
+    const { pool: p, echo } = pool({ name: "stuck", max: 1, bootTimeout: 1_000, backend: testFlyBackend(emulator), onGrowEnd: (result) => results.push(result) });
+
+    await expect(p.call(echo, [1])).rejects.toBeInstanceOf(BootTimeoutError);
+    const stuck = emulator.machines()[0]!;
+    expect(stuck.events.some((event) => event.type === "start")).toBe(false);
+    await waitFor(() => emulator.machines()[0]!.state === "destroyed", "the stuck machine to be destroyed", 5_000);
+    expect(results[0]).toMatchObject({ ok: false });
+  });
+
+  it("a slow boot within bootTimeout is waited for", async () => {
+    emulator.nextBoots({ kind: "slow", delay: 600 });
+    const { pool: p, echo } = pool({ name: "slow", max: 1, backend: testFlyBackend(emulator) });
+    const started = Date.now();
+    await expect(p.call(echo, ["late"])).resolves.toBe("late");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+  });
+
+  it("a runner that crashes on boot fails its boot at once, and the pool boots another", async () => {
+    emulator.nextBoots({ kind: "crash", exitCode: 3 });
+    const results: GrowResult[] = [];
+    const { pool: p, echo } = pool({ name: "crashy", max: 1, bootTimeout: 20_000, backend: testFlyBackend(emulator), onGrowEnd: (result) => results.push(result) });
+    const started = Date.now();
+
+    await expect(p.call(echo, ["second try"])).resolves.toBe("second try");
+    // Far sooner than bootTimeout: the backend watched the machine go.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const [crashed, healthy] = emulator.machines();
+    expect(crashed).toMatchObject({ state: "destroyed", exitCode: 3 });
+    expect(healthy!.state).toBe("started");
+    expect(results[0]).toMatchObject({ ok: false });
+    expect((results[0] as { error: Error }).error.message).toMatch(new RegExp(`machine ${crashed!.id} exited with code 3`));
+  });
+
+  it("killing a runner's process mid-call gives RunnerExitedError and its machine is destroyed", async () => {
+    const { pool: p, sleep } = pool({ name: "killed", max: 1, backend: testFlyBackend(emulator) });
+    const call = p.call(sleep, [10_000]);
+    await waitFor(() => p.stats().inFlight === 1, "the call to run");
+    const machine = emulator.machines()[0]!;
+    process.kill(machine.pid!, "SIGKILL");
+
+    await expect(call).rejects.toBeInstanceOf(RunnerExitedError);
+    await waitFor(() => emulator.machines()[0]!.state === "destroyed", "the machine to be destroyed");
+  });
+
+  it("a create whose answer was lost is found by runner id: no machine leaked or doubled", async () => {
+    emulator.failNext("create", { dropConnection: true, afterHandling: true });
+    const { pool: p, whoami } = pool({ name: "lost", max: 1, backend: testFlyBackend(emulator) });
+
+    const { runnerId } = await p.call(whoami, []);
+    expect(emulator.machines()).toHaveLength(1);
+    expect(emulator.machines()[0]!.config.metadata.flame_runner).toBe(runnerId);
+    expect(creates()).toHaveLength(1);
+    const lookups = emulator.requests().filter((request) => request.operationId === "Machines_list");
+    expect(lookups[0]!.query).toEqual({ "metadata.flame_runner": [runnerId] });
+  });
+
+  it("a create lost before Fly made the machine is sent again", async () => {
+    emulator.failNext("create", { dropConnection: true });
+    const { pool: p, echo } = pool({ name: "lost-early", max: 1, backend: testFlyBackend(emulator) });
+
+    await expect(p.call(echo, [2])).resolves.toBe(2);
+    expect(creates().map((request) => request.fault ?? request.status)).toEqual(["dropped", 200]);
+    expect(emulator.machines()).toHaveLength(1);
+  });
+
+  it("reaping after a parent crashed destroys its orphans, and nothing else", async () => {
+    // Machines a crashed parent left: still running, their parent gone.
+    const crashed = testFlyBackend(emulator, { init: { cmd: [process.execPath, "-e", "setInterval(() => {}, 1000)"] } });
+    const request = (runnerId: string, pool: string) => ({
+      runnerId,
+      pool,
+      parentId: "crashed-parent",
+      env: {},
+      entry: undefined,
+      deadline: Date.now() + 5_000,
+      signal: new AbortController().signal,
+      log: consoleLogger("silent"),
+    });
+    const orphan = await crashed.provision(request("reaped-1", "reaped"));
+    const other = await crashed.provision(request("other-1", "elsewhere"));
+    await waitFor(() => liveMachines(emulator).every((machine) => machine.state === "started"), "the orphans to run");
+
+    const backend = testFlyBackend(emulator);
+    expect(await backend.list({ pool: "reaped" })).toEqual([
+      { runnerId: "reaped-1", providerId: orphan.providerId, pool: "reaped", parentId: "crashed-parent", state: "started" },
+    ]);
+    const { pool: p } = pool({ name: "reaped", max: 1, backend });
+    expect(await p.reap()).toEqual(["reaped-1"]);
+
+    await waitFor(() => emulator.machines().find((machine) => machine.id === orphan.providerId)!.state === "destroyed", "the orphan to be destroyed");
+    expect(emulator.machines().find((machine) => machine.id === other.providerId)!.state).toBe("started");
+    await crashed.terminate(other);
+  });
+
+  it("killing the parent leaves no machine running after the runners' failsafe window", async () => {
+    const parentScript = fileURLToPath(new URL("../support/fly-parent.ts", import.meta.url));
+    const parent = spawn(process.execPath, ["--import", "tsx", parentScript], {
+      env: {
+        ...process.env,
+        FLY_EMULATOR_URL: emulator.url,
+        FLY_EMULATOR_TOKEN: emulator.token,
+        FLY_EMULATOR_APP: emulator.app,
+        RUNNERS: "2",
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const exited = new Promise((resolve) => parent.once("exit", resolve));
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: parent.stdout! }).once("line", resolve);
+      parent.once("exit", (code) => reject(new Error(`the parent exited (${code}) before its runners were ready`)));
+    });
+    expect(JSON.parse(firstLine)).toEqual({ ready: 2 });
+    const machines = liveMachines(emulator);
+    expect(machines).toHaveLength(2);
+    expect(machines.every((machine) => machine.state === "started")).toBe(true);
+
+    parent.kill("SIGKILL");
+    await exited;
+    // Runners see their connection drop (or their parent fall silent) and exit; auto_destroy does the rest.
+    await waitFor(() => liveMachines(emulator).length === 0, "every machine to be destroyed after the parent died", 5_000);
+    for (const machine of machines) expect(isAlive(machine.pid!)).toBe(false);
+  });
+
+  it("the emulator rejects requests Fly's spec does not allow, and says why", async () => {
+    // Its own emulator: the shared one's violations must stay empty.
+    const strict = await startTestEmulator();
+    try {
+      const response = await fetch(`${strict.url}/v1/apps/${strict.app}/machines`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${strict.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ config: { image: TEST_IMAGE, autoDestroy: true, guest: { cpus: "2" } } }),
+      });
+      expect(response.status).toBe(400);
+      const { error } = (await response.json()) as { error: string };
+      expect(error).toMatch(/must NOT have additional properties "autoDestroy"/);
+      expect(error).toMatch(/\/config\/guest\/cpus must be integer/);
+      expect(strict.violations()).toHaveLength(1);
+      expect(strict.machines()).toEqual([]);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
+describe("the emulator's machine lifecycle", () => {
+  it("waits for states (408 on timeout), stops, and auto-destroys", async () => {
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${emulator.url}/v1/apps/${emulator.app}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${emulator.token}`, "content-type": "application/json" },
+      });
+    const created = await api("/machines", {
+      method: "POST",
+      body: JSON.stringify({ config: { image: TEST_IMAGE, auto_destroy: true, init: { cmd: [process.execPath, "-e", "setInterval(() => {}, 1000)"] } } }),
+    });
+    const { id } = (await created.json()) as { id: string };
+    expect((await (await api(`/machines/${id}/wait?state=started&timeout=5`)).json()) as object).toMatchObject({ ok: true, state: "started" });
+    expect((await api(`/machines/${id}/wait?state=stopped&timeout=1`)).status).toBe(408);
+    expect((await api(`/machines/${id}`, { method: "DELETE" })).status).toBe(412);
+    expect((await api(`/machines/${id}/stop`, { method: "POST", body: JSON.stringify({ signal: "SIGTERM" }) })).status).toBe(200);
+    expect(((await (await api(`/machines/${id}/wait?state=destroyed&timeout=5`)).json()) as { state: string }).state).toBe("destroyed");
+    expect((await api(`/machines/${id}`, { method: "DELETE" })).status).toBe(404);
+    const app = (await (await api("")).json()) as { name: string };
+    expect(app.name).toBe(emulator.app);
+    expect((await fetch(`${emulator.url}/v1/apps/${emulator.app}/machines`)).status).toBe(401);
+  });
+});
+
+describe("FlyBackend options", () => {
+  it("validates options, naming the bad one", () => {
+    expect(() => new FlyBackend({ guest: { cpus: 0 } })).toThrow(InvalidOptionError);
+    expect(() => new FlyBackend({ guest: { cpus: 0 } })).toThrow(/"guest\.cpus"/);
+    expect(() => new FlyBackend({ baseUrl: "not a url" })).toThrow(/"baseUrl"/);
+    expect(() => new FlyBackend({ stopConfig: { signal: "SIGFOO" as "SIGINT" } })).toThrow(/"stopConfig\.signal"/);
+  });
+
+  it("listens on :: and has runners dial FLY_PRIVATE_IP by default", () => {
+    const saved = process.env.FLY_PRIVATE_IP;
+    process.env.FLY_PRIVATE_IP = "fdaa:0:1:a7b:1:2:3:4";
+    try {
+      const address = new FlyBackend().controlPlane();
+      expect(address.host).toBe("::");
+      expect(address.port).toBe(0);
+      expect(address.advertisedUrl(4000)).toBe("ws://[fdaa:0:1:a7b:1:2:3:4]:4000");
+    } finally {
+      if (saved === undefined) delete process.env.FLY_PRIVATE_IP;
+      else process.env.FLY_PRIVATE_IP = saved;
+    }
+    const elsewhere = new FlyBackend({ controlPlane: { host: "0.0.0.0", port: 4369, advertisedHost: "parent.internal" } }).controlPlane();
+    expect([elsewhere.host, elsewhere.port, elsewhere.advertisedUrl(4369)]).toEqual(["0.0.0.0", 4369, "ws://parent.internal:4369"]);
+  });
+
+  it("reports missing settings on use, not on construction, and never retries them", async () => {
+    const saved = { ...process.env };
+    delete process.env.FLY_PRIVATE_IP;
+    delete process.env.FLY_APP_NAME;
+    try {
+      const backend = new FlyBackend({ token: "t" });
+      expect(() => backend.controlPlane()).toThrow(/FLY_PRIVATE_IP is not set/);
+      const error = await backend.list().catch((caught: Error) => caught);
+      expect(error).toBeInstanceOf(BackendError);
+      expect(error).toMatchObject({ retryable: false, code: "FLAME_FLY_CONFIG" });
+      expect((error as Error).message).toMatch(/FLY_APP_NAME/);
+    } finally {
+      process.env = saved;
+    }
+  });
+});
