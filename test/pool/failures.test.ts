@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   BootError,
   BootTimeoutError,
@@ -9,20 +9,11 @@ import {
   type GrowResult,
   type ShrinkInfo,
 } from "../../src/index.js";
-import { makePool } from "../fixtures/app.js";
 import { testProcessBackend } from "../support/backends.js";
+import { poolsStoppedAfterEach } from "../support/pools.js";
 import { descendantPids, isAlive, waitFor } from "../support/processes.js";
 
-const pools: { stop(): Promise<void> }[] = [];
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((pool) => pool.stop()));
-});
-
-function pool(options: Parameters<typeof makePool>[0]) {
-  const made = makePool({ backend: testProcessBackend(), ...options });
-  pools.push(made.pool);
-  return made;
-}
+const pool = poolsStoppedAfterEach();
 
 const brokenEntry = new URL("../fixtures/broken-app.ts", import.meta.url).pathname;
 

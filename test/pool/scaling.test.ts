@@ -1,19 +1,9 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { QueueFullError, type ShrinkInfo } from "../../src/index.js";
-import { makePool } from "../fixtures/app.js";
-import { testProcessBackend } from "../support/backends.js";
+import { poolsStoppedAfterEach } from "../support/pools.js";
 import { isAlive, waitFor } from "../support/processes.js";
 
-const pools: { stop(): Promise<void> }[] = [];
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((pool) => pool.stop()));
-});
-
-function pool(options: Parameters<typeof makePool>[0]) {
-  const made = makePool({ backend: testProcessBackend(), ...options });
-  pools.push(made.pool);
-  return made;
-}
+const pool = poolsStoppedAfterEach();
 
 describe("scaling", () => {
   it("scales from 0 to max under a burst and back to 0 when idle", async () => {
