@@ -7,11 +7,13 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FlyApiError, FlyBackend } from "../../src/backends/fly.js";
+import { createMachineRequest, resolveFlyOptions } from "../../src/backends/fly/options.js";
+import { describeFlyEmulator, parseFlyEmulatorArgs } from "../../src/emulators/fly/cli.js";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
 import { BackendError, BootError, BootTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
 import { consoleLogger } from "../../src/log.js";
-import { makePool } from "../fixtures/app.js";
-import { liveMachines, pretendParentOnFly, startTestEmulator, TEST_IMAGE, testFlyBackend } from "../support/fly.js";
+import { fixtureEntry, makePool } from "../fixtures/app.js";
+import { AGENT_MAIN, liveMachines, pretendParentOnFly, startTestEmulator, TEST_IMAGE, testFlyBackend } from "../support/fly.js";
 import { isAlive, waitFor } from "../support/processes.js";
 
 pretendParentOnFly();
@@ -250,14 +252,13 @@ describe("FlyBackend on the emulator", () => {
 
   it("killing the parent leaves no machine running after the runners' failsafe window", async () => {
     const parentScript = fileURLToPath(new URL("../support/fly-parent.ts", import.meta.url));
+    // Configured as the fly-emulator command says: FlyBackend's defaults, from the environment only.
+    const flyEnvironment = Object.fromEntries(
+      [...describeFlyEmulator(emulator).matchAll(/export (\w+)=(\S+)/g)].map(([, key, value]) => [key!, value!]),
+    );
+    expect(Object.keys(flyEnvironment).sort()).toEqual(["FLY_API_HOSTNAME", "FLY_API_TOKEN", "FLY_APP_NAME", "FLY_IMAGE_REF", "FLY_PRIVATE_IP"]);
     const parent = spawn(process.execPath, ["--import", "tsx", parentScript], {
-      env: {
-        ...process.env,
-        FLY_EMULATOR_URL: emulator.url,
-        FLY_EMULATOR_TOKEN: emulator.token,
-        FLY_EMULATOR_APP: emulator.app,
-        RUNNERS: "2",
-      },
+      env: { ...process.env, ...flyEnvironment, RUNNERS: "2" },
       stdio: ["ignore", "pipe", "inherit"],
     });
     const exited = new Promise((resolve) => parent.once("exit", resolve));
@@ -269,6 +270,8 @@ describe("FlyBackend on the emulator", () => {
     const machines = liveMachines(emulator);
     expect(machines).toHaveLength(2);
     expect(machines.every((machine) => machine.state === "started")).toBe(true);
+    // The default command: the parent's node and flags, the runner agent and the entry, at the parent's paths.
+    expect(machines[0]!.config.init.cmd).toEqual([process.execPath, "--import", "tsx", AGENT_MAIN, fixtureEntry]);
 
     parent.kill("SIGKILL");
     await exited;
@@ -294,6 +297,27 @@ describe("FlyBackend on the emulator", () => {
       expect(strict.machines()).toEqual([]);
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe("app secrets", () => {
+  it("skipSecrets keeps the app's secrets, such as a FLY_API_TOKEN secret, out of runners", async () => {
+    const withSecrets = await startTestEmulator({ secrets: { FLY_API_TOKEN: "app-secret-token", DATABASE_URL: "postgres://db" } });
+    try {
+      const { pool: p, echo } = pool({ name: "secretive", max: 1, backend: testFlyBackend(withSecrets, { skipSecrets: true }) });
+      await expect(p.call(echo, [1])).resolves.toBe(1);
+      const [runner] = withSecrets.machines();
+      expect(runner!.env.FLY_API_TOKEN).toBeUndefined();
+      expect(runner!.env.DATABASE_URL).toBeUndefined();
+      // Without it, Fly injects them: the reason for the option.
+      const { pool: other, echo: otherEcho } = pool({ name: "leaky", max: 1, backend: testFlyBackend(withSecrets) });
+      await expect(other.call(otherEcho, [2])).resolves.toBe(2);
+      expect(withSecrets.machines()[1]!.env.FLY_API_TOKEN).toBe("app-secret-token");
+      await Promise.all(pools.splice(0).map((each) => each.stop()));
+      expect(withSecrets.violations()).toEqual([]);
+    } finally {
+      await withSecrets.close();
     }
   });
 });
@@ -328,6 +352,67 @@ describe("FlyBackend options", () => {
     expect(() => new FlyBackend({ guest: { cpus: 0 } })).toThrow(/"guest\.cpus"/);
     expect(() => new FlyBackend({ baseUrl: "not a url" })).toThrow(/"baseUrl"/);
     expect(() => new FlyBackend({ stopConfig: { signal: "SIGFOO" as "SIGINT" } })).toThrow(/"stopConfig\.signal"/);
+  });
+
+  it("builds the create request from the options and the environment", () => {
+    const options = resolveFlyOptions(
+      {
+        guest: { cpuKind: "shared", cpus: 2, memoryMb: 1024, gpuKind: "a100-pcie-40gb", gpus: 1 },
+        env: { MODE: "runner" },
+        init: { exec: ["/app/bin/runner"] },
+        metadata: { team: "data", flame_pool: "not-mine" },
+        services: [{ protocol: "tcp", internal_port: 8080 }],
+        stopConfig: { signal: "SIGTERM", timeout: 1_500 },
+        skipSecrets: true,
+      },
+      { FLY_API_HOSTNAME: "http://_api.internal:4280", FLY_REGION: "cdg", FLY_APP_NAME: "app", FLY_IMAGE_REF: "registry.fly.io/app:v2" },
+    );
+    expect(options.baseUrl).toBe("http://_api.internal:4280");
+    const savedBuild = process.env.FLAME_BUILD_ID;
+    process.env.FLAME_BUILD_ID = "abc123";
+    try {
+      const body = createMachineRequest({ ...options, image: options.image! }, {
+        runnerId: "Pool_1.x-2-abc",
+        pool: "Pool_1.x",
+        parentId: "parent-9",
+        env: { FLAME_PARENT: "encoded" },
+        entry: "/app/dist/main.js",
+        deadline: Date.now() + 1_000,
+        signal: new AbortController().signal,
+        log: consoleLogger("silent"),
+      });
+      expect(body).toEqual({
+        name: "flame-pool-1-x-2-abc",
+        region: "cdg",
+        skip_secrets: true,
+        config: {
+          image: "registry.fly.io/app:v2",
+          auto_destroy: true,
+          restart: { policy: "no" },
+          guest: { cpu_kind: "shared", cpus: 2, memory_mb: 1024, gpu_kind: "a100-pcie-40gb", gpus: 1 },
+          env: { MODE: "runner", FLAME_ENTRY: "/app/dist/main.js", FLAME_BUILD_ID: "abc123", FLAME_PARENT: "encoded" },
+          init: { exec: ["/app/bin/runner"] },
+          metadata: { team: "data", flame_pool: "Pool_1.x", flame_parent: "parent-9", flame_runner: "Pool_1.x-2-abc" },
+          services: [{ protocol: "tcp", internal_port: 8080 }],
+          stop_config: { signal: "SIGTERM", timeout: "1500ms" },
+        },
+      });
+    } finally {
+      if (savedBuild === undefined) delete process.env.FLAME_BUILD_ID;
+      else process.env.FLAME_BUILD_ID = savedBuild;
+    }
+  });
+
+  it("the fly-emulator command takes its options from arguments", () => {
+    expect(parseFlyEmulatorArgs(["--port", "4280", "--app", "demo", "--no-rate-limits", "--quiet"])).toEqual({
+      port: 4280,
+      app: "demo",
+      validate: true,
+      rateLimits: false,
+      echoOutput: false,
+    });
+    expect(() => parseFlyEmulatorArgs(["--port", "http"])).toThrow(/--port/);
+    expect(() => parseFlyEmulatorArgs(["--bogus"])).toThrow();
   });
 
   it("listens on :: and has runners dial FLY_PRIVATE_IP by default", () => {

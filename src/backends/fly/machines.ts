@@ -96,6 +96,8 @@ export async function createMachine(
         return machine;
       }
       const failure = api.errorFor(response, action);
+      // A server error may come from a proxy after Fly made the machine: clean up if we give up.
+      if (response.status >= 500) uncertain = true;
       if (!(response.status === 429 || CREATE_RETRY_STATUSES.has(response.status))) throw failure;
       // A conflict may be our own earlier attempt's machine.
       if (response.status === 409) uncertain = true;
