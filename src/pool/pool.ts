@@ -27,6 +27,8 @@ import {
 } from "./options.js";
 import { PendingCall } from "./pending-call.js";
 import { Runner, type RunnerEvents } from "./runner.js";
+import { RunnerSet } from "./runner-set.js";
+import { BootBackoff } from "./boot-backoff.js";
 import { startChild, type PlacedChild } from "./child.js";
 
 export interface PoolStats {
@@ -44,16 +46,13 @@ export interface PoolStats {
 
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
 const IDLE_CHECK_TIMEOUT = 5_000;
-/** Boot retry backoff bounds, in ms. */
-const RETRY_BASE = 100;
-const RETRY_CAP = 5_000;
 
 export class Pool implements RegisteredPool, AsyncDisposable {
   readonly name: string;
   private readonly options: ResolvedPoolOptions;
   private readonly log: Logger;
   private readonly functions = new Map<string, (...args: any[]) => unknown>();
-  private readonly runners = new Map<string, Runner>();
+  private readonly runners = new RunnerSet();
   private readonly queue = new Set<PendingCall>();
   private readonly stopController = new AbortController();
   private readonly runnerEvents: RunnerEvents;
@@ -65,11 +64,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private nextRunnerNumber = 1;
   private completed = 0;
   private failed = 0;
-  private consecutiveBootFailures = 0;
-  private lastBootError: Error | undefined;
-  /** How long the last boot took (ms), success or failure: the estimate of what a retry will take. */
-  private lastBootDuration = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly backoff = new BootBackoff();
   private drained: (() => void) | undefined;
   private readonly appVersion: string;
 
@@ -121,7 +116,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   async start(): Promise<void> {
     this.assertRunning();
     const boots: Promise<void>[] = [];
-    while (this.activeRunnerCount() < this.options.min) boots.push(this.boot());
+    while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
     await Promise.all(boots);
   }
 
@@ -160,7 +155,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     const { min, max } = resolveResize(options, this.options, this.name);
     this.options.min = isRunner() ? 0 : min;
     this.options.max = max;
-    let excess = this.activeRunnerCount() - max;
+    let excess = this.runners.activeCount() - max;
     const byLoad = [...this.runners.values()].filter((r) => r.state === "ready").sort((a, b) => a.load - b.load);
     for (const runner of byLoad) {
       if (excess <= 0) break;
@@ -173,21 +168,20 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     }
     for (const runner of this.runners.values()) this.armIdleTimer(runner);
     const boots: Promise<void>[] = [];
-    while (this.activeRunnerCount() < this.options.min) boots.push(this.boot());
+    while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
     this.dispatch();
     await Promise.all(boots);
   }
 
   /** Counts of runners, calls and the queue, for dashboards and tests. */
   stats(): PoolStats {
-    const runners = { booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
-    let inFlight = 0;
-    for (const runner of this.runners.values()) {
-      if (runner.state !== "exited") runners[runner.state] += 1;
-      if (runner.state === "ready") runners[runner.load > 0 ? "busy" : "idle"] += 1;
-      inFlight += runner.load;
-    }
-    return { runners, inFlight, queued: this.queue.size, completed: this.completed, failed: this.failed };
+    return {
+      runners: this.runners.countByState(),
+      inFlight: this.runners.totalLoad(),
+      queued: this.queue.size,
+      completed: this.completed,
+      failed: this.failed,
+    };
   }
 
   /**
@@ -269,7 +263,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           callOptions.signal,
           onPlaced,
         );
-        const runner = this.queue.size === 0 ? this.pickRunner() : undefined;
+        const runner = this.queue.size === 0 ? this.runners.leastLoaded(this.options.maxConcurrency) : undefined;
         if (runner) this.place(call, runner);
         else this.enqueue(call);
       });
@@ -289,7 +283,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       this.queue.delete(call);
       return new BootTimeoutError(
         `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.options.bootTimeout} ms)${this.whyNoRunner()}`,
-        { cause: this.lastBootError },
+        { cause: this.backoff.lastError },
       );
     });
     this.scale();
@@ -297,11 +291,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   /** Explains a queue timeout: the last boot failure, or the runners that have not connected yet. */
   private whyNoRunner(): string {
-    const booting = [...this.runners.values()].filter((r) => r.state === "booting").map((r) => r.id);
+    const booting = this.runners.booting().map((r) => r.id);
     if (booting.length > 0) {
       return `: runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
     }
-    return this.lastBootError ? `; the last boot failed: ${this.lastBootError.message}` : "";
+    return this.backoff.lastError ? `; the last boot failed: ${this.backoff.lastError.message}` : "";
   }
 
   private place(call: PendingCall, runner: Runner): void {
@@ -324,20 +318,10 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     call.runner?.cancelCall(call.callId, reason);
   }
 
-  /** The ready runner with the fewest calls, if it has a free slot. */
-  private pickRunner(): Runner | undefined {
-    let best: Runner | undefined;
-    for (const runner of this.runners.values()) {
-      if (runner.state !== "ready" || runner.load >= this.options.maxConcurrency) continue;
-      if (!best || runner.load < best.load) best = runner;
-    }
-    return best;
-  }
-
   /** Hands queued calls to runners with free slots, oldest first, then grows if callers still wait. */
   private dispatch(): void {
     for (const call of this.queue) {
-      const runner = this.pickRunner();
+      const runner = this.runners.leastLoaded(this.options.maxConcurrency);
       if (!runner) break;
       this.queue.delete(call);
       this.place(call, runner);
@@ -347,20 +331,12 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   // ---- growing --------------------------------------------------------------
 
-  private activeRunnerCount(): number {
-    let count = 0;
-    for (const runner of this.runners.values()) if (runner.state === "ready" || runner.state === "booting") count += 1;
-    return count;
-  }
-
   /** Boots what the queue and `min` need, within `max`, unless a failed boot is backing off. */
   private scale(): void {
-    if (this.state !== "running" || this.retryTimer) return;
-    let booting = 0;
-    for (const runner of this.runners.values()) if (runner.state === "booting") booting += 1;
+    if (this.state !== "running" || this.backoff.waiting) return;
     const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
-    let needed = Math.ceil(this.queue.size / perRunner) - booting;
-    let active = this.activeRunnerCount();
+    let needed = Math.ceil(this.queue.size / perRunner) - this.runners.booting().length;
+    let active = this.runners.activeCount();
     while ((needed > 0 || active < this.options.min) && active < this.options.max) {
       void this.boot().catch(() => undefined);
       needed -= 1;
@@ -371,8 +347,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private boot(): Promise<void> {
     const runnerId = `${this.name}-${(this.nextRunnerNumber++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const runner = new Runner(runnerId, this.runnerEvents, childLogger(this.log, { runnerId }), this.options.abortGracePeriod);
-    this.runners.set(runnerId, runner);
-    const info = { name: this.name, count: this.activeRunnerCount(), runnerId };
+    this.runners.add(runner);
+    const info = { name: this.name, count: this.runners.activeCount(), runnerId };
     this.hook("onGrowStart", () => this.options.onGrowStart?.(info));
     this.log.debug({ runnerId }, "booting runner");
     const startedAt = Date.now();
@@ -380,8 +356,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       .then((context) => bootRunner(runner, context))
       .then(
         () => {
-          this.lastBootDuration = Date.now() - startedAt;
-          this.consecutiveBootFailures = 0;
+          this.backoff.succeeded(Date.now() - startedAt);
           this.hook("onGrowEnd", () => this.options.onGrowEnd?.({ ok: true }, info));
           this.log.debug({ runnerId }, "runner connected");
           if (this.state !== "running") {
@@ -392,10 +367,9 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           this.dispatch();
         },
         (error: Error) => {
-          this.lastBootDuration = Date.now() - startedAt;
-          this.runners.delete(runnerId);
+          this.runners.delete(runner);
           this.hook("onGrowEnd", () => this.options.onGrowEnd?.({ ok: false, error }, info));
-          this.onBootFailed(error);
+          this.onBootFailed(error, Date.now() - startedAt);
           throw error;
         },
       );
@@ -429,26 +403,18 @@ export class Pool implements RegisteredPool, AsyncDisposable {
    * still be served within their deadline; callers it cannot serve in time, or
    * all of them when the failure is not retryable, get the boot error now.
    */
-  private onBootFailed(error: Error): void {
+  private onBootFailed(error: Error, duration: number): void {
     if (this.state !== "running") return;
-    this.lastBootError = error;
-    this.consecutiveBootFailures += 1;
+    const delay = this.backoff.failed(error, duration);
     const retryable = isRetryable(error);
     this.log.warn({ err: error }, `runner boot failed${retryable ? ", will retry" : ""}: ${error.message}`);
-    const othersCanServe = [...this.runners.values()].some((r) => r.state === "ready" || r.state === "booting");
+    const othersCanServe = this.runners.activeCount() > 0;
     if (!retryable) {
       if (!othersCanServe) this.failQueued(error);
       return;
     }
-    const backoff = Math.min(RETRY_BASE * 2 ** (this.consecutiveBootFailures - 1), RETRY_CAP);
-    const delay = backoff / 2 + Math.random() * (backoff / 2);
-    if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.lastBootDuration);
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.scale();
-    }, delay);
-    this.retryTimer.unref();
+    if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.backoff.lastDuration);
+    this.backoff.schedule(delay, () => this.scale());
   }
 
   /** Rejects queued calls whose wait would end before `before` (all when omitted) with the boot error. */
@@ -468,7 +434,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       return;
     }
     if (this.state === "stopping") {
-      if (this.totalLoad() === 0) this.drained?.();
+      if (this.runners.totalLoad() === 0) this.drained?.();
       return;
     }
     this.dispatch();
@@ -493,7 +459,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     runner.idleTimer = undefined;
     if (runner.state !== "ready" || runner.load > 0 || this.state !== "running") return;
     runner.idleSince = Date.now();
-    const extra = this.activeRunnerCount() > this.options.min;
+    const extra = this.runners.activeCount() > this.options.min;
     const after = extra ? this.options.idleShutdownAfter : this.options.minIdleShutdownAfter;
     if (!Number.isFinite(after)) return;
     runner.idleTimer = setTimeout(() => void this.onIdle(runner), after);
@@ -503,7 +469,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private async onIdle(runner: Runner): Promise<void> {
     runner.idleTimer = undefined;
     if (runner.state !== "ready" || runner.load > 0 || this.state !== "running") return;
-    const extra = this.activeRunnerCount() > this.options.min;
+    const extra = this.runners.activeCount() > this.options.min;
     const idleFor = Date.now() - runner.idleSince;
     if (!extra && idleFor < this.options.minIdleShutdownAfter) return this.armIdleTimer(runner);
     // Out of routing before asking, so no call can land on a runner that is deciding to go.
@@ -542,7 +508,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 
   private onRunnerExited(runner: Runner, detail: string): void {
-    this.runners.delete(runner.id);
+    this.runners.delete(runner);
     const expected = runner.state === "stopping" || runner.drainReason !== undefined;
     const reason: ShrinkReason = runner.drainReason ?? "exited";
     if (!expected) void this.terminate(runner);
@@ -551,7 +517,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       this.options.onShrink?.({ name: this.name, count: this.runners.size, runnerId: runner.id, reason }),
     );
     if (this.state === "stopping") {
-      if (this.totalLoad() === 0) this.drained?.();
+      if (this.runners.totalLoad() === 0) this.drained?.();
       return;
     }
     // Replacements keep the pool at min; an idle shutdown of a min runner is deliberate and not replaced.
@@ -559,14 +525,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     this.dispatch();
   }
 
-  private totalLoad(): number {
-    let load = 0;
-    for (const runner of this.runners.values()) load += runner.load;
-    return load;
-  }
-
   private async shutdown(): Promise<void> {
-    clearTimeout(this.retryTimer);
+    this.backoff.cancel();
     for (const call of this.queue) call.fail(new PoolStoppedError(this.name));
     this.queue.clear();
     this.stopController.abort();
@@ -574,7 +534,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       clearTimeout(runner.idleTimer);
       runner.cancelChildren(new PoolStoppedError(this.name));
     }
-    if (this.totalLoad() > 0) {
+    if (this.runners.totalLoad() > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.options.shutdownTimeout);
         this.drained = () => {

@@ -1,0 +1,49 @@
+/**
+ * Exponential backoff between failed boots, with jitter so that many pools
+ * failing together do not retry in lockstep. Remembers the last failure (to
+ * explain timeouts) and how long boots take (to judge whether a retry can
+ * still serve a waiting caller in time).
+ */
+const BASE_DELAY = 100;
+const MAX_DELAY = 5_000;
+
+export class BootBackoff {
+  lastError: Error | undefined;
+  /** How long the last boot took (ms), success or failure: the estimate of what a retry takes. */
+  lastDuration = 0;
+  private consecutiveFailures = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  get waiting(): boolean {
+    return this.timer !== undefined;
+  }
+
+  succeeded(duration: number): void {
+    this.lastDuration = duration;
+    this.consecutiveFailures = 0;
+  }
+
+  /** Records a failure and returns how long to wait before the next boot, in ms. */
+  failed(error: Error, duration: number): number {
+    this.lastError = error;
+    this.lastDuration = duration;
+    this.consecutiveFailures += 1;
+    const ceiling = Math.min(BASE_DELAY * 2 ** (this.consecutiveFailures - 1), MAX_DELAY);
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  /** Runs `retry` after `delay`; while waiting, `waiting` is true. */
+  schedule(delay: number, retry: () => void): void {
+    this.cancel();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      retry();
+    }, delay);
+    this.timer.unref();
+  }
+
+  cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
