@@ -108,7 +108,7 @@ export class Ec2Backend implements Backend {
       }
     } catch (error) {
       // Already gone is what we wanted.
-      if (!awsErrorCode(error).startsWith("InvalidInstanceID")) throw classifyAwsError("TerminateInstances", error);
+      if (!awsErrorCode(error).startsWith("InvalidInstanceID")) throw classifyAwsError("EC2 TerminateInstances", error);
     } finally {
       await parameter;
     }
@@ -137,7 +137,7 @@ export class Ec2Backend implements Backend {
         }
       }
     } catch (error) {
-      throw classifyAwsError("DescribeInstances", error);
+      throw classifyAwsError("EC2 DescribeInstances", error);
     }
     return listed;
   }
@@ -161,7 +161,7 @@ export class Ec2Backend implements Backend {
       try {
         await check();
       } catch (error) {
-        if (awsErrorCode(error) !== "DryRunOperation") throw classifyAwsError(`${operation} (dry run)`, error);
+        if (awsErrorCode(error) !== "DryRunOperation") throw classifyAwsError(`EC2 ${operation} (dry run)`, error);
       }
     }
   }
@@ -190,7 +190,7 @@ export class Ec2Backend implements Backend {
         }
         return value;
       } catch (error) {
-        throw classifyAwsError(`GetParameter ${name}`, error);
+        throw classifyAwsError(`SSM GetParameter ${name}`, error);
       }
     });
     // A failed lookup is not cached: the next boot asks again.
@@ -268,7 +268,7 @@ export class Ec2Backend implements Backend {
         }),
       );
     } catch (error) {
-      throw classifyAwsError(`PutParameter ${name}`, error);
+      throw classifyAwsError(`SSM PutParameter ${name}`, error);
     }
   }
 
@@ -306,7 +306,7 @@ export class Ec2Backend implements Backend {
           spot = false;
           continue;
         }
-        const failure = classifyAwsError("RunInstances", error);
+        const failure = classifyAwsError("EC2 RunInstances", error);
         if (!failure.retryable || request.signal.aborted || Date.now() + delay >= request.deadline) throw failure;
         request.log.warn({ runnerId: request.runnerId, attempt }, `${failure.message}; retrying in ${Math.round(delay)} ms`);
         await sleep(delay, request.signal).catch(() => {

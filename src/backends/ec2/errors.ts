@@ -77,7 +77,7 @@ function invalidResourceHint(code: string): string | undefined {
 }
 
 /**
- * The BackendError for an SDK error raised by `operation`. Messages carry
+ * The BackendError for an SDK error raised by `operation` (e.g. "EC2 RunInstances"). Messages carry
  * AWS's own text (which names the resource) but never request parameters, so
  * no token or user data can leak through them.
  */
@@ -85,7 +85,7 @@ export function classifyAwsError(operation: string, error: unknown): BackendErro
   if (error instanceof BackendError) return error;
   const code = awsErrorCode(error);
   const awsMessage = (error as Error | undefined)?.message?.trim() || code;
-  const said = `EC2 ${operation} failed with ${code}: ${awsMessage}`;
+  const said = `${operation} failed with ${code}: ${awsMessage}`;
   if (UNAUTHORIZED.has(code)) {
     return new BackendError(
       `${said}. The parent's AWS identity is not allowed to do this, or its credentials are invalid: see the IAM permissions the EC2 backend needs in docs/ec2.md`,
