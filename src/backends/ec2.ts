@@ -5,11 +5,10 @@
  * when the runner exits; instances are launched to terminate on power-off, so
  * a runner never outlives its agent. Runners dial the parent over the VPC.
  *
- * Options live in ec2/options.ts, the boot script in ec2/user-data.ts, error
- * classification in ec2/errors.ts. The AWS SDK is loaded on first use only.
+ * Options live in ec2/options.ts, the boot script in ec2/user-data.ts, the
+ * launch request in ec2/run-instances.ts, error classification in
+ * ec2/errors.ts. The AWS SDK is loaded on first use only (ec2/clients.ts).
  */
-import { createHash } from "node:crypto";
-import type { RunInstancesCommandInput, Tag } from "@aws-sdk/client-ec2";
 import { BackendError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeRunnerEnv, encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
@@ -19,12 +18,11 @@ import { awsErrorCode, classifyAwsError, EC2_ERROR_CODES, isSpotCapacityError } 
 import { privateIpFromMetadata } from "./ec2/instance-metadata.js";
 import { InstanceWatch } from "./ec2/instance-watch.js";
 import { resolveEc2Options, type Ec2BackendOptions, type ResolvedEc2Options } from "./ec2/options.js";
+import { clientToken, EC2_TAGS, runInstancesInput, runnerTags } from "./ec2/run-instances.js";
 import { bootScript, USER_DATA_LIMIT } from "./ec2/user-data.js";
 
 export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
-
-/** Tags flame-ts puts on every instance, volume and boot parameter it creates. */
-export const EC2_TAGS = { pool: "flame:pool", parent: "flame:parent", runner: "flame:runner" } as const;
+export { clientToken, EC2_TAGS };
 
 /**
  * Stands for the parent's address in the control plane URL until it has been
@@ -32,8 +30,6 @@ export const EC2_TAGS = { pool: "flame:pool", parent: "flame:parent", runner: "f
  * name can never resolve, so it can never be dialed by mistake).
  */
 const PENDING_ADDRESS = "parent-address-pending.invalid";
-/** EC2 client tokens are at most 64 ASCII characters. */
-const CLIENT_TOKEN_MAX = 64;
 const RETRY_DELAY_CAP = 20_000;
 /** States of instances that still exist (and cost): what `list` returns. */
 const LISTED_STATES = ["pending", "running", "stopping", "stopped"];
@@ -152,7 +148,7 @@ export class Ec2Backend implements Backend {
     const clients = await this.aws();
     const imageId = await this.imageId();
     const request = { runnerId: "flame-permission-check", pool: "permission-check", parentId: "permission-check" };
-    const launch = this.runInstancesInput(request, imageId, "#!/bin/bash\n", this.options.spot !== undefined, undefined);
+    const launch = runInstancesInput(this.options, request, imageId, "#!/bin/bash\n", this.options.spot !== undefined, undefined);
     const checks: Array<[string, () => Promise<unknown>]> = [
       ["RunInstances", () => clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand({ ...launch, DryRun: true }))],
       ["DescribeInstances", () => clients.ec2.send(new clients.sdk.ec2.DescribeInstancesCommand({ DryRun: true }))],
@@ -292,7 +288,7 @@ export class Ec2Backend implements Backend {
     let spot = this.options.spot !== undefined;
     let delay = this.options.retryDelay;
     for (let attempt = 1; ; attempt += 1) {
-      const input = this.runInstancesInput(request, imageId, userData, spot, clientToken(request.runnerId, attempt));
+      const input = runInstancesInput(this.options, request, imageId, userData, spot, clientToken(request.runnerId, attempt));
       try {
         // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.
         const output = await clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand(input));
@@ -317,79 +313,9 @@ export class Ec2Backend implements Backend {
     }
   }
 
-  private runInstancesInput(
-    request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">,
-    imageId: string | undefined,
-    userData: string,
-    spot: boolean,
-    token: string | undefined,
-  ): RunInstancesCommandInput {
-    const options = this.options;
-    const tags = this.tags(request);
-    const template = options.launchTemplate;
-    const profile = options.iamInstanceProfile;
-    return {
-      MinCount: 1,
-      MaxCount: 1,
-      ...(token !== undefined ? { ClientToken: token } : {}),
-      ...(imageId !== undefined ? { ImageId: imageId } : {}),
-      ...(options.instanceType !== undefined ? { InstanceType: options.instanceType as RunInstancesCommandInput["InstanceType"] } : {}),
-      ...(template
-        ? {
-            LaunchTemplate: {
-              ...(template.id !== undefined ? { LaunchTemplateId: template.id } : { LaunchTemplateName: template.name }),
-              ...(template.version !== undefined ? { Version: template.version } : {}),
-            },
-          }
-        : {}),
-      ...(options.subnetId !== undefined ? { SubnetId: options.subnetId } : {}),
-      ...(options.securityGroupIds !== undefined ? { SecurityGroupIds: options.securityGroupIds } : {}),
-      ...(profile !== undefined ? { IamInstanceProfile: profile.startsWith("arn:") ? { Arn: profile } : { Name: profile } } : {}),
-      ...(options.keyName !== undefined ? { KeyName: options.keyName } : {}),
-      UserData: Buffer.from(userData, "utf8").toString("base64"),
-      // Powering off (the boot script does when the runner exits) ends the instance.
-      InstanceInitiatedShutdownBehavior: "terminate",
-      MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
-      ...(spot
-        ? {
-            InstanceMarketOptions: {
-              MarketType: "spot",
-              SpotOptions: {
-                SpotInstanceType: "one-time",
-                InstanceInterruptionBehavior: "terminate",
-                ...(options.spot?.maxPrice !== undefined ? { MaxPrice: options.spot.maxPrice } : {}),
-              },
-            },
-          }
-        : {}),
-      TagSpecifications: [
-        { ResourceType: "instance", Tags: [{ Key: "Name", Value: `flame-ts ${request.runnerId}` }, ...tags].filter(uniqueName(options.tags)) },
-        { ResourceType: "volume", Tags: tags },
-        ...(spot ? [{ ResourceType: "spot-instances-request" as const, Tags: tags }] : []),
-      ],
-    };
+  private tags(request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">) {
+    return runnerTags(request, this.options.tags);
   }
-
-  private tags(request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">): Array<{ Key: string; Value: string }> {
-    return [
-      { Key: EC2_TAGS.pool, Value: request.pool },
-      { Key: EC2_TAGS.parent, Value: request.parentId },
-      { Key: EC2_TAGS.runner, Value: request.runnerId },
-      ...Object.entries(this.options.tags).map(([Key, Value]) => ({ Key, Value })),
-    ];
-  }
-}
-
-/** The client token of a launch attempt: the runner id (hashed when too long), suffixed after the first attempt. */
-export function clientToken(runnerId: string, attempt: number): string {
-  const suffix = attempt === 1 ? "" : `.${attempt}`;
-  const base = runnerId.length + suffix.length <= CLIENT_TOKEN_MAX ? runnerId : createHash("sha256").update(runnerId).digest("hex").slice(0, 48);
-  return `${base}${suffix}`;
-}
-
-/** Drops our default Name tag when the user's tags set one. */
-function uniqueName(userTags: Record<string, string>): (tag: Tag, index: number) => boolean {
-  return (tag, index) => !(index === 0 && tag.Key === "Name" && "Name" in userTags);
 }
 
 /** IPv6 addresses go in brackets inside a URL. */
