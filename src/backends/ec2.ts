@@ -288,6 +288,13 @@ export class Ec2Backend implements Backend {
     let spot = this.options.spot !== undefined;
     let delay = this.options.retryDelay;
     for (let attempt = 1; ; attempt += 1) {
+      if (request.signal.aborted) {
+        throw new BackendError(`the boot of runner ${request.runnerId} was abandoned before its instance was launched`, {
+          retryable: true,
+          cause: request.signal.reason,
+          code: EC2_ERROR_CODES.failed,
+        });
+      }
       const input = runInstancesInput(this.options, request, imageId, userData, spot, clientToken(request.runnerId, attempt));
       try {
         // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.

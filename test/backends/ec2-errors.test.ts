@@ -195,6 +195,9 @@ describe("Ec2Backend launch errors", () => {
     await expect.poll(() => runInputs().length).toBe(1);
     abandon.abort(new Error("pool stopped"));
     await expect(provisioning).rejects.toMatchObject({ code: "FLAME_EC2_CAPACITY" });
+    // Abandoned before it started: nothing is launched.
+    await expect(backend().provision(request({ signal: abandon.signal }))).rejects.toMatchObject({ message: expect.stringContaining("abandoned") });
+    expect(runInputs()).toHaveLength(1);
   });
 
   const fatal: Array<[string, RegExp, string]> = [
