@@ -20,6 +20,14 @@ export type { PlacedChild } from "./pool/child.js";
 export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, ControlPlaneAddress } from "./backends/backend.js";
 export { ProcessBackend, type ProcessBackendOptions } from "./backends/process.js";
 export { LocalBackend } from "./backends/local.js";
+export {
+  Ec2Backend,
+  type Ec2BackendOptions,
+  type Ec2Credentials,
+  type Ec2LaunchTemplate,
+  type Ec2SpotOptions,
+  type Ec2UserDataContext,
+} from "./backends/ec2.js";
 export { isRunner, currentRunner, type RunnerIdentity } from "./runtime.js";
 export { consoleLogger, type Logger, type LogLevel } from "./log.js";
 export {

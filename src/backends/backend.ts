@@ -66,10 +66,23 @@ export interface Backend {
   readonly name: string;
 
   /**
-   * Where the parent must listen so this backend's runners can reach it.
-   * Local backends leave it undefined (loopback, ephemeral port).
+   * Where the parent must listen so this backend's runners can reach it (may
+   * look it up, e.g. from instance metadata). Local backends leave it
+   * undefined: loopback, ephemeral port.
    */
-  controlPlane?(): ControlPlaneAddress;
+  controlPlane?(): ControlPlaneAddress | Promise<ControlPlaneAddress>;
+
+  /**
+   * The pool's `bootTimeout` when the user sets none, in ms: machines that take
+   * minutes to boot (EC2) need more than the 30 s default.
+   */
+  readonly defaultBootTimeout?: number;
+
+  /**
+   * Verifies credentials and permissions before the first boot (e.g. an EC2
+   * DryRun), throwing a BackendError that says what is missing. `pool.start()` calls it.
+   */
+  checkPermissions?(): Promise<void>;
 
   /**
    * Starts a runner. Resolves once the provider accepted it (not when it has

@@ -11,7 +11,7 @@
  */
 import { BackendError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { decodeRunnerEnv, encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import { RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import type { Backend, ControlPlaneAddress, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 import { createClients, type AwsClients } from "./ec2/clients.js";
 import { awsErrorCode, classifyAwsError, EC2_ERROR_CODES, isSpotCapacityError } from "./ec2/errors.js";
@@ -29,7 +29,6 @@ export { clientToken, EC2_TAGS };
  * read from instance metadata (the first provision does it; the `.invalid`
  * name can never resolve, so it can never be dialed by mistake).
  */
-const PENDING_ADDRESS = "parent-address-pending.invalid";
 const RETRY_DELAY_CAP = 20_000;
 /** States of instances that still exist (and cost): what `list` returns. */
 const LISTED_STATES = ["pending", "running", "stopping", "stopped"];
@@ -64,11 +63,12 @@ export class Ec2Backend implements Backend {
     );
   }
 
-  controlPlane(): ControlPlaneAddress {
+  async controlPlane(): Promise<ControlPlaneAddress> {
+    const address = await this.resolveParentAddress();
     return {
       host: this.options.listenHost,
       port: this.options.listenPort,
-      advertisedUrl: (port) => `ws://${urlHost(this.parentAddress ?? PENDING_ADDRESS)}:${port}`,
+      advertisedUrl: (port) => `ws://${urlHost(address)}:${port}`,
     };
   }
 
@@ -201,16 +201,7 @@ export class Ec2Backend implements Backend {
    */
   private async runnerEnv(request: ProvisionRequest): Promise<Record<string, string>> {
     const entry = this.options.entry ?? request.entry;
-    const env: Record<string, string> = { ...this.options.env, ...(entry !== undefined ? { FLAME_ENTRY: entry } : {}), ...request.env };
-    const encoded = env[RUNNER_ENV_VAR];
-    if (encoded === undefined) return env;
-    const boot = decodeRunnerEnv(encoded);
-    const url = new URL(boot.parentUrl);
-    if (url.hostname === PENDING_ADDRESS) {
-      const address = await this.resolveParentAddress();
-      env[RUNNER_ENV_VAR] = encodeRunnerEnv({ ...boot, parentUrl: `${url.protocol}//${urlHost(address)}:${url.port}` });
-    }
-    return env;
+    return { ...this.options.env, ...(entry !== undefined ? { FLAME_ENTRY: entry } : {}), ...request.env };
   }
 
   private resolveParentAddress(): Promise<string> {

@@ -28,7 +28,8 @@ export class BootBackoff {
     this.lastError = error;
     this.lastDuration = duration;
     this.consecutiveFailures += 1;
-    const ceiling = Math.min(BASE_DELAY * 2 ** (this.consecutiveFailures - 1), MAX_DELAY);
+    // Slow boots that fail (a machine billed per minute) are not retried faster than they fail.
+    const ceiling = Math.min(BASE_DELAY * 2 ** (this.consecutiveFailures - 1), Math.max(MAX_DELAY, duration));
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 

@@ -161,8 +161,10 @@ function checkHello(hello: HelloMessage, runnerId: string, context: BootContext)
 function asBootError(error: unknown, runnerId: string, context: BootContext): FlameError {
   if (error instanceof BootError || error instanceof VersionMismatchError) return error;
   if (error instanceof BackendError) {
-    const wrapped = new BootError(`${context.backend.name} backend could not start runner ${runnerId}: ${error.message}`, { cause: error });
-    return wrapped;
+    return new BootError(`${context.backend.name} backend could not start runner ${runnerId}: ${error.message}`, {
+      cause: error,
+      retryable: error.retryable,
+    });
   }
   return new BootError(`runner ${runnerId} failed to boot: ${(error as Error)?.message ?? String(error)}`, { cause: error });
 }

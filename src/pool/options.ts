@@ -51,7 +51,7 @@ export interface PoolOptions {
   log?: Logger | LogLevel | false;
   /** Default execution timeout of a call, in ms (Infinity allowed). Default 30 000. */
   timeout?: number;
-  /** Longest wait for a runner to boot, and for a queued call to get a runner, in ms. Default 30 000. */
+  /** Longest wait for a runner to boot, and for a queued call to get a runner, in ms. Default 30 000, or the backend's `defaultBootTimeout`. */
   bootTimeout?: number;
   /** How long `stop()` lets in-flight calls finish before terminating runners, in ms. Default 30 000. */
   shutdownTimeout?: number;
@@ -102,7 +102,8 @@ const schema = v.strictObject({
   singleUse: v.optional(v.boolean(), false),
   log: v.optional(v.any()),
   timeout: v.optional(milliseconds(true), 30_000),
-  bootTimeout: v.optional(milliseconds(), 30_000),
+  // Defaulted in the Pool: the backend may know better than 30 s (see Backend.defaultBootTimeout).
+  bootTimeout: v.optional(milliseconds()),
   shutdownTimeout: v.optional(milliseconds(), 30_000),
   idleShutdownAfter: v.optional(
     v.union([milliseconds(true), v.strictObject({ after: milliseconds(true), check: v.function() })]),
@@ -120,7 +121,9 @@ const schema = v.strictObject({
   onCastError: hook,
 });
 
-export type ResolvedPoolOptions = Omit<v.InferOutput<typeof schema>, "idleShutdownAfter" | "log" | "backend" | "onGrowStart" | "onGrowEnd" | "onShrink" | "onCastError"> & {
+export type ResolvedPoolOptions = Omit<v.InferOutput<typeof schema>, "idleShutdownAfter" | "log" | "backend" | "onGrowStart" | "onGrowEnd" | "onShrink" | "onCastError" | "bootTimeout"> & {
+  /** Undefined until the pool applies its default (30 000 ms or the backend's). */
+  bootTimeout?: number | undefined;
   idleShutdownAfter: number;
   idleCheck: (() => boolean | Promise<boolean>) | undefined;
   log: PoolOptions["log"];

@@ -44,6 +44,7 @@ export interface PoolStats {
   failed: number;
 }
 
+const DEFAULT_BOOT_TIMEOUT = 30_000;
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
 const IDLE_CHECK_TIMEOUT = 5_000;
 
@@ -68,8 +69,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private drained: (() => void) | undefined;
   private readonly appVersion: string;
 
+  private readonly bootTimeout: number;
+
   constructor(options: PoolOptions) {
     this.options = resolvePoolOptions(options);
+    this.bootTimeout = this.options.bootTimeout ?? this.backend.defaultBootTimeout ?? DEFAULT_BOOT_TIMEOUT;
     this.name = this.options.name;
     // A pool constructed on a runner is the runner's copy of the definition: it never keeps runners of its own.
     if (isRunner()) this.options.min = 0;
@@ -115,6 +119,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   /** Boots the `min` runners and resolves once they are connected (or rejects with the first boot error). */
   async start(): Promise<void> {
     this.assertRunning();
+    if (!isRunner()) await this.backend.checkPermissions?.();
     const boots: Promise<void>[] = [];
     while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
     await Promise.all(boots);
@@ -201,11 +206,15 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   /**
    * Destroys runners of this pool that the backend still lists but this parent
-   * does not know: the leftovers of a parent that crashed.
+   * does not know: the leftovers of a parent that crashed. Several parent
+   * replicas running the same pool name would reap each other's runners: give
+   * each replica its own pool name, or pass the dead parent's `parentId`.
    */
-  async reap(): Promise<string[]> {
+  async reap(options: { parentId?: string } = {}): Promise<string[]> {
     const listed = await this.backend.list({ pool: this.name });
-    const orphans = listed.filter((runner) => !this.runners.has(runner.runnerId));
+    const orphans = listed.filter(
+      (runner) => !this.runners.has(runner.runnerId) && (options.parentId === undefined || runner.parentId === options.parentId),
+    );
     await Promise.all(orphans.map((runner) => this.backend.terminate({ runnerId: runner.runnerId, providerId: runner.providerId })));
     return orphans.map((runner) => runner.runnerId);
   }
@@ -279,10 +288,10 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       return;
     }
     this.queue.add(call);
-    call.waitAtMost(this.options.bootTimeout, () => {
+    call.waitAtMost(this.bootTimeout, () => {
       this.queue.delete(call);
       return new BootTimeoutError(
-        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.options.bootTimeout} ms)${this.whyNoRunner()}`,
+        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.bootTimeout} ms)${this.whyNoRunner()}`,
         { cause: this.backoff.lastError },
       );
     });
@@ -377,7 +386,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   private async bootContext() {
     if (!this.controlPlane) {
-      this.controlPlane = ControlPlane.acquire(this.backend.controlPlane?.());
+      this.controlPlane = Promise.resolve(this.backend.controlPlane?.()).then((address) => ControlPlane.acquire(address));
       // A failed listen (port in use) must be retried by the next boot, not remembered.
       this.controlPlane.catch(() => (this.controlPlane = undefined));
     }
@@ -390,7 +399,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       parentId: parentId(),
       entry: this.options.entry,
       appVersion: this.appVersion,
-      bootTimeout: this.options.bootTimeout,
+      bootTimeout: this.bootTimeout,
       runnerConnectTimeout: this.options.runnerConnectTimeout,
       heartbeatInterval: this.options.heartbeatInterval,
       log: this.log,

@@ -45,11 +45,11 @@ describe("Ec2Backend options", () => {
     expect(() => new Ec2Backend({ runnerImage: "x", runnerCommand: "y" })).toThrow(/set one/);
   });
 
-  it("listens on every interface at a fixed port by default, for the security group to name", () => {
-    const address = new Ec2Backend({ runnerImage: "x", parentAddress: "10.1.2.3" }).controlPlane();
+  it("listens on every interface at a fixed port by default, for the security group to name", async () => {
+    const address = await new Ec2Backend({ runnerImage: "x", parentAddress: "10.1.2.3" }).controlPlane();
     expect(address).toMatchObject({ host: "0.0.0.0", port: 3526 });
     expect(address.advertisedUrl(3526)).toBe("ws://10.1.2.3:3526");
-    expect(new Ec2Backend({ runnerImage: "x", parentAddress: "fd00::5" }).controlPlane().advertisedUrl(80)).toBe("ws://[fd00::5]:80");
+    expect((await new Ec2Backend({ runnerImage: "x", parentAddress: "fd00::5" }).controlPlane()).advertisedUrl(80)).toBe("ws://[fd00::5]:80");
   });
 });
 
@@ -284,7 +284,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     const boot = decodeRunnerEnv(parentLine.slice("export FLAME_PARENT=".length).replaceAll("'", ""));
     const port = Number(new URL(boot.parentUrl).port);
     expect(boot).toMatchObject({ runnerId, pool: "ec2-launch", parentUrl: `ws://127.0.0.1:${port}` });
-    expect(ec2Backend.controlPlane().advertisedUrl(port)).toBe(boot.parentUrl);
+    expect((await ec2Backend.controlPlane()).advertisedUrl(port)).toBe(boot.parentUrl);
     expect(script).toContain(`export FLAME_ENTRY='${fixtureEntry}'`);
     expect(script).toContain(`export FLAME_BUILD_ID='${BUILD_ID}'`);
 

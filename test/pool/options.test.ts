@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { InvalidOptionError, LocalBackend, Pool, ProcessBackend } from "../../src/index.js";
+import { BackendError, BootTimeoutError, InvalidOptionError, LocalBackend, Pool, ProcessBackend, type Backend } from "../../src/index.js";
 
 const pools: Pool[] = [];
 afterEach(async () => {
@@ -61,5 +61,44 @@ describe("options are validated once, with errors naming the option and the bad 
   it("validates backend options too", () => {
     expectInvalid(() => new ProcessBackend({ execArgv: "--inspect" } as never), /ProcessBackend option "execArgv"/);
     expectInvalid(() => new ProcessBackend({ killTimeout: -1 }), /option "killTimeout"/);
+  });
+});
+
+describe("what a backend tells the pool", () => {
+  it("start() runs the backend's permission check before booting anything", async () => {
+    let provisions = 0;
+    const local = new LocalBackend();
+    const backend: Backend = {
+      name: "checked",
+      checkPermissions: async () => {
+        throw new BackendError("not allowed: ec2:RunInstances", { retryable: false });
+      },
+      provision: (request) => {
+        provisions += 1;
+        return local.provision(request);
+      },
+      terminate: (runner) => local.terminate(runner),
+      list: (filter) => local.list(filter),
+    };
+    const pool = new Pool({ name: "checked", min: 1, max: 1, backend, log: false });
+    pools.push(pool);
+    await expect(pool.start()).rejects.toThrow(/not allowed: ec2:RunInstances/);
+    expect(provisions).toBe(0);
+  });
+
+  it("a backend's defaultBootTimeout applies when the pool sets none", async () => {
+    const never: Backend = {
+      name: "slow",
+      defaultBootTimeout: 150,
+      provision: async (request) => ({ runnerId: request.runnerId, providerId: "never" }),
+      terminate: async () => undefined,
+      list: async () => [],
+    };
+    const pool = new Pool({ name: "slow-default", max: 1, backend: never, log: false });
+    pools.push(pool);
+    const fn = pool.define("fn", () => 1);
+    const error = await fn().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BootTimeoutError);
+    expect((error as Error).message).toMatch(/within bootTimeout \(150 ms\)/);
   });
 });
