@@ -82,6 +82,11 @@ export type ResponseFault =
       dropConnection: true;
       afterHandling?: boolean;
       times?: number;
+    }
+  | {
+      /** Do the work at once but answer `delayAnswer` ms later, as a slow API does (a created machine boots meanwhile). */
+      delayAnswer: number;
+      times?: number;
     };
 
 export interface RecordedRequest {
@@ -323,17 +328,21 @@ class EmulatorState {
           headers: fault.retryAfterSeconds !== undefined ? { "retry-after": String(fault.retryAfterSeconds) } : {},
         });
       }
-      if (fault && !fault.afterHandling) {
+      if (fault && "dropConnection" in fault && !fault.afterHandling) {
         entry.fault = "dropped";
         request.socket.destroy();
         return;
       }
       const reply = await this.serve(operation.operationId, pathParameters, url.searchParams, body, response);
-      if (fault) {
+      if (fault && "dropConnection" in fault) {
         entry.fault = "dropped after handling";
         entry.status = reply.status;
         request.socket.destroy();
         return;
+      }
+      if (fault && "delayAnswer" in fault) {
+        entry.fault = `answered after ${fault.delayAnswer} ms`;
+        await new Promise((resolve) => setTimeout(resolve, fault.delayAnswer));
       }
       send(reply);
     } catch (error) {
