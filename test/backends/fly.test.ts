@@ -3,6 +3,9 @@
  * runner process, every request is checked against Fly's OpenAPI spec.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -10,6 +13,7 @@ import { FlyApiError, FlyBackend } from "../../src/backends/fly.js";
 import { createMachineRequest, resolveFlyOptions } from "../../src/backends/fly/options.js";
 import { describeFlyEmulator, parseFlyEmulatorArgs } from "../../src/emulators/fly/cli.js";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
+import { OpenApiContract } from "../../src/emulators/fly/openapi.js";
 import { BackendError, BootError, BootTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
 import { consoleLogger } from "../../src/log.js";
 import { fixtureEntry, makePool } from "../fixtures/app.js";
@@ -151,6 +155,15 @@ describe("FlyBackend on the emulator", () => {
     expect(listing).toBeInstanceOf(FlyApiError);
     expect((listing as Error).message).toMatch(/token from FLY_API_TOKEN/);
     expect((listing as Error).message).not.toContain("parent-secret-fly-token");
+  });
+
+  it("fails any other status with Fly's error text and its fly-request-id", async () => {
+    emulator.failNext("create", { status: 400, error: "invalid config.guest: memory_mb too small for cpu_kind" });
+    const { pool: p, echo } = pool({ name: "invalid", max: 1, backend: testFlyBackend(emulator) });
+    const error = (await p.call(echo, [1]).catch((caught: Error) => caught)) as BootError;
+    expect(error.message).toMatch(/HTTP 400: invalid config\.guest: memory_mb too small for cpu_kind \(fly-request-id 01emulated[0-9a-f]+\)/);
+    expect((error.cause as FlyApiError).retryable).toBe(false);
+    expect(creates()).toHaveLength(1);
   });
 
   it("a boot timeout destroys the machine that never started", async () => {
@@ -355,6 +368,71 @@ describe("the emulator's machine lifecycle", () => {
     const app = (await (await api("")).json()) as { name: string };
     expect(app.name).toBe(emulator.app);
     expect((await fetch(`${emulator.url}/v1/apps/${emulator.app}/machines`)).status).toBe(401);
+  });
+});
+
+describe("the emulator's OpenAPI 3.0 checks", () => {
+  it("follow $refs into the components, allow nullable, and refuse what the spec does not declare", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "fly-spec-"));
+    const specPath = join(directory, "spec.json");
+    writeFileSync(
+      specPath,
+      JSON.stringify({
+        openapi: "3.0.1",
+        paths: {
+          "/things/{id}": {
+            post: {
+              operationId: "Things_create",
+              parameters: [
+                { name: "id", in: "path", required: true, schema: { type: "string" } },
+                { name: "count", in: "query", schema: { type: "integer" } },
+              ],
+              requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Thing" } } } },
+              responses: { "200": { content: { "application/json": { schema: { $ref: "#/components/schemas/Thing" } } } } },
+            },
+          },
+        },
+        components: {
+          schemas: {
+            Thing: {
+              type: "object",
+              properties: {
+                label: { type: "string", nullable: true, example: "x" },
+                kind: { type: "string", enum: ["a", "b"], nullable: true },
+                child: { $ref: "#/components/schemas/Child" },
+              },
+            },
+            Child: { type: "object", properties: { size: { type: "integer" } } },
+          },
+        },
+      }),
+    );
+    try {
+      const strict = await OpenApiContract.load(specPath, { strict: true });
+      const loose = await OpenApiContract.load(specPath, { strict: false });
+      const { operation, pathParameters } = strict.match("POST", "/things/t%201")!;
+      expect(pathParameters).toEqual({ id: "t 1" });
+      expect(strict.match("GET", "/things/t1")).toBeUndefined();
+      const check = (contract: OpenApiContract, body: unknown, query = "") =>
+        contract.checkRequest(contract.match("POST", "/things/t1")!.operation, { query: new URLSearchParams(query), body: { present: true, value: body } });
+
+      expect(check(strict, { label: null, kind: null, child: { size: 1 } }, "count=3")).toEqual([]);
+      expect(check(strict, { label: 3 })[0]).toMatch(/\/label must be string,null/);
+      expect(check(strict, { kind: "c" })[0]).toMatch(/\/kind must be equal to one of the allowed values/);
+      expect(check(strict, { child: { size: "1" } })[0]).toMatch(/\/child\/size must be integer/);
+      expect(check(strict, { child: { size: 1, colour: "red" } })[0]).toMatch(/additional properties "colour"/);
+      expect(check(loose, { child: { size: 1, colour: "red" } })).toEqual([]);
+      expect(check(strict, {}, "count=many")[0]).toMatch(/query parameter "count"="many" must be integer/);
+      expect(check(strict, {}, "other=1")[0]).toMatch(/query parameter "other" is not in the spec/);
+      expect(strict.checkRequest(operation, { query: new URLSearchParams(), body: { present: false, value: undefined } })).toEqual([
+        "Things_create requires a JSON request body",
+      ]);
+      expect(strict.checkResponse(operation, 200, { label: "ok" })).toEqual([]);
+      expect(strict.checkResponse(operation, 200, { label: 1 })).toHaveLength(1);
+      expect(strict.checkResponse(operation, 201, {})).toEqual(["Things_create declares no 201 response"]);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 });
 

@@ -59,7 +59,7 @@ export function resolveSpecPath(explicit?: string): string {
 export class OpenApiContract {
   private constructor(
     private readonly operations: Operation[],
-    private readonly errorResponse: Validate,
+    private readonly errorResponse: Validate | undefined,
   ) {}
 
   /** Reads and compiles the spec at `specPath`. */
@@ -113,7 +113,8 @@ export class OpenApiContract {
         });
       }
     }
-    const errorResponse = compile({ $ref: "#/components/schemas/ErrorResponse" });
+    // Fly's error body, which error statuses the spec leaves undeclared must match.
+    const errorResponse = schemas.ErrorResponse ? compile({ $ref: "#/components/schemas/ErrorResponse" }) : undefined;
     return new OpenApiContract(operations, errorResponse);
   }
 
@@ -263,10 +264,10 @@ function coerce(raw: string, schema: Json): unknown {
 function describeErrors(validate: Validate): string {
   return (validate.errors ?? [])
     .map((error) => {
-      const where = error.instancePath || "(root)";
+      const where = error.instancePath ? `${error.instancePath} ` : "";
       const extra = error.params?.additionalProperty ? ` "${String(error.params.additionalProperty)}"` : "";
       const allowed = error.params?.allowedValues ? ` ${JSON.stringify(error.params.allowedValues)}` : "";
-      return `${where} ${error.message ?? "is invalid"}${extra}${allowed}`;
+      return `${where}${error.message ?? "is invalid"}${extra}${allowed}`;
     })
     .join("; ");
 }
