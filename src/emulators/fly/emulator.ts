@@ -15,7 +15,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { TokenBucket } from "../../backends/fly/token-bucket.js";
 import { milliseconds, parseOptions, v } from "../../validation.js";
-import { EmulatedMachine, parseDuration, type BootFault, type MachineEvent, type MachineState } from "./machine.js";
+import { EmulatedApp, HttpError, type Reply } from "./app.js";
+import type { BootFault, EmulatedMachine, MachineEvent, MachineState } from "./machine.js";
 import { OpenApiContract, resolveSpecPath, type Operation } from "./openapi.js";
 
 export type { BootFault } from "./machine.js";
@@ -168,14 +169,12 @@ const RATE_LIMITS: Record<string, [number, number]> = { Machines_show: [5, 10] }
 const DEFAULT_RATE_LIMIT: [number, number] = [1, 3];
 /** A twentieth of a token of slack, so a client pacing to exactly the published rate is not refused over clock jitter. */
 const RATE_TOLERANCE = 0.05;
-/** Fly's wait endpoint blocks at most 60 s. */
-const MAX_WAIT_SECONDS = 60;
 
 /** Starts an emulator; resolves once it listens. */
 export async function startFlyEmulator(input: FlyEmulatorOptions = {}): Promise<FlyEmulator> {
   const options = parseOptions("Fly emulator", optionsSchema, input);
   const contract = options.validate ? await OpenApiContract.load(resolveSpecPath(options.specPath), { strict: options.strict }) : undefined;
-  const state = new EmulatorState(options, contract);
+  const state = new EmulatorServer(options, contract);
   const server = createServer((request, response) => void state.handle(request, response));
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -187,47 +186,29 @@ export async function startFlyEmulator(input: FlyEmulatorOptions = {}): Promise<
     url,
     token: state.token,
     app: options.app,
-    machines: () => [...state.machines.values()].map(snapshot),
+    machines: () => [...state.app.machines.values()].map(snapshot),
     requests: () => [...state.log],
     violations: () => [...state.violations],
     failNext: (operation, fault) => state.failNext(operation, fault),
-    nextBoots: (...faults) => state.bootFaults.push(...faults),
+    nextBoots: (...faults) => state.app.bootFaults.push(...faults),
     close: async () => {
-      state.closed = true;
       server.closeAllConnections();
-      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), ...[...state.machines.values()].map((machine) => machine.destroy())]);
+      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), state.app.close()]);
     },
   };
 }
 
 type ResolvedOptions = v.InferOutput<typeof optionsSchema>;
 
-interface Reply {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-class EmulatorState {
+/** The HTTP side: routing, auth, spec checks, rate limits, faults, and the request log. */
+class EmulatorServer {
   readonly token: string;
-  readonly machines = new Map<string, EmulatedMachine>();
+  readonly app: EmulatedApp;
   readonly log: RecordedRequest[] = [];
   readonly violations: SpecViolation[] = [];
-  readonly bootFaults: BootFault[] = [];
-  closed = false;
   private readonly tokenDigest: Buffer;
   private readonly faults = new Map<string, ResponseFault[]>();
   private readonly buckets = new Map<string, TokenBucket>();
-  private readonly settings;
 
   constructor(
     private readonly options: ResolvedOptions,
@@ -237,14 +218,14 @@ class EmulatorState {
     this.tokenDigest = digest(this.token);
     const env = process.env;
     const baseEnv = options.baseEnv ?? Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((key) => (env[key] ? [[key, env[key]!]] : [])));
-    this.settings = {
+    this.app = new EmulatedApp(options.region, {
       app: options.app,
       cwd: options.cwd ?? process.cwd(),
       baseEnv,
       secrets: options.secrets,
       stopTimeout: options.stopTimeout,
       echoOutput: options.echoOutput,
-    };
+    });
   }
 
   failNext(operation: FlyOperation, fault: ResponseFault): void {
@@ -333,7 +314,7 @@ class EmulatorState {
         request.socket.destroy();
         return;
       }
-      const reply = await this.serve(operation.operationId, pathParameters, url.searchParams, body, response);
+      const reply = await this.app.serve(operation.operationId, pathParameters, url.searchParams, body, response);
       if (fault && "dropConnection" in fault) {
         entry.fault = "dropped after handling";
         entry.status = reply.status;
@@ -370,105 +351,6 @@ class EmulatorState {
     if (!operationId) return undefined;
     const operation = { operationId } as Operation;
     return { operation, pathParameters: { app_name: decodeURIComponent(app!), ...(machineId ? { machine_id: decodeURIComponent(machineId) } : {}) } };
-  }
-
-  private async serve(operationId: string, parameters: Record<string, string>, query: URLSearchParams, body: any, response: ServerResponse): Promise<Reply> {
-    switch (operationId) {
-      case "Apps_show":
-        return { status: 200, body: this.appJson() };
-      case "Machines_list":
-        return { status: 200, body: this.list(query) };
-      case "Machines_create":
-        return { status: 200, body: this.create(body ?? {}).toJson() };
-      case "Machines_show":
-        return { status: 200, body: this.find(parameters.machine_id!, true).toJson() };
-      case "Machines_delete": {
-        const machine = this.find(parameters.machine_id!, false);
-        if (machine.state === "started" || machine.state === "stopping") {
-          if (query.get("force") !== "true") {
-            throw new HttpError(412, `failed_precondition: machine ${machine.id} is ${machine.state}; stop it first or destroy it with force=true`);
-          }
-        }
-        await machine.destroy();
-        return { status: 200, body: { ok: true } };
-      }
-      case "Machines_stop": {
-        const machine = this.find(parameters.machine_id!, false);
-        const stopBody = (body ?? {}) as { signal?: NodeJS.Signals; timeout?: string };
-        machine.stop(stopBody.signal, parseDuration(stopBody.timeout));
-        return { status: 200, body: { ok: true } };
-      }
-      case "Machines_start": {
-        const machine = this.find(parameters.machine_id!, false);
-        if (machine.state === "stopped") machine.boot(this.bootFaults.shift());
-        return { status: 200, body: { ok: true } };
-      }
-      case "Machines_wait":
-        return this.wait(this.find(parameters.machine_id!, true), query, response);
-      default:
-        throw new HttpError(501, `${operationId} is not implemented by the flame-ts Fly emulator`);
-    }
-  }
-
-  private create(body: Record<string, any>): EmulatedMachine {
-    const config = (body.config ?? {}) as Record<string, any>;
-    if (typeof config.image !== "string" || config.image === "") throw new HttpError(422, "invalid config: image is required");
-    const machine = new EmulatedMachine(
-      body.name ?? `emulated-${randomBytes(4).toString("hex")}`,
-      body.region ?? this.options.region,
-      structuredClone(config),
-      body.skip_secrets === true,
-      this.settings,
-    );
-    this.machines.set(machine.id, machine);
-    if (body.skip_launch !== true && !this.closed) machine.boot(this.bootFaults.shift());
-    return machine;
-  }
-
-  private list(query: URLSearchParams): Record<string, unknown>[] {
-    const includeDeleted = query.get("include_deleted") === "true";
-    const states = query.get("state")?.split(",").filter(Boolean);
-    const region = query.get("region");
-    const metadata = [...query.entries()].filter(([key]) => key.startsWith("metadata.")).map(([key, value]) => [key.slice(9), value] as const);
-    return [...this.machines.values()]
-      .filter((machine) => includeDeleted || (machine.state !== "destroyed" && machine.state !== "destroying"))
-      .filter((machine) => !states || states.includes(machine.state))
-      .filter((machine) => !region || machine.region === region)
-      .filter((machine) => metadata.every(([key, value]) => machine.config.metadata?.[key] === value))
-      .map((machine) => machine.toJson(query.get("summary") === "true"));
-  }
-
-  private async wait(machine: EmulatedMachine, query: URLSearchParams, response: ServerResponse): Promise<Reply> {
-    const states = new Set(query.getAll("state").flatMap((value) => value.split(",")).filter(Boolean));
-    if (states.size === 0) states.add("started");
-    const seconds = Math.min(MAX_WAIT_SECONDS, Math.max(1, Number(query.get("timeout") ?? MAX_WAIT_SECONDS)));
-    if (machine.state === "destroyed" && !states.has("destroyed") && !states.has("settled")) {
-      throw new HttpError(400, `machine ${machine.id} is destroyed and will never be ${[...states].join(" or ")}`);
-    }
-    // The client hanging up ends the wait (the response closes with its connection).
-    const gone = new Promise<void>((resolve) => response.once("close", () => resolve()));
-    const reached = await machine.waitFor(states, seconds * 1_000, gone);
-    if (reached === undefined) throw new HttpError(408, `deadline_exceeded: machine ${machine.id} did not reach ${[...states].join(" or ")} within ${seconds} s`);
-    return { status: 200, body: { ok: true, state: reached, version: machine.instanceId } };
-  }
-
-  private find(id: string, includeDestroyed: boolean): EmulatedMachine {
-    const machine = this.machines.get(id);
-    if (!machine || (!includeDestroyed && machine.state === "destroyed")) throw new HttpError(404, `machine ${id} not found`);
-    return machine;
-  }
-
-  private appJson(): Record<string, unknown> {
-    const live = [...this.machines.values()].filter((machine) => machine.state !== "destroyed").length;
-    return {
-      id: this.options.app,
-      name: this.options.app,
-      status: "deployed",
-      machine_count: live,
-      volume_count: 0,
-      network: "default",
-      organization: { name: "Emulated organization", slug: "personal" },
-    };
   }
 
   private authorized(header: string | undefined): boolean {
