@@ -60,7 +60,7 @@ export class FlyBackend implements Backend {
     request.log.debug({ machineId: machine.id }, `created Fly machine ${machine.id} in app ${api.settings.app}`);
     const stopWatching = new AbortController();
     this.exitWatches.set(request.runnerId, stopWatching);
-    const exited = watchForExit(api, machine.id, request, stopWatching.signal);
+    const exited = watchForExit(api, machine, request, stopWatching.signal);
     void exited.finally(() => this.exitWatches.delete(request.runnerId));
     return { runnerId: request.runnerId, providerId: machine.id, exited };
   }

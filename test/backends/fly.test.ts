@@ -458,6 +458,9 @@ describe("FlyBackend options", () => {
       { FLY_API_HOSTNAME: "http://_api.internal:4280", FLY_REGION: "cdg", FLY_APP_NAME: "app", FLY_IMAGE_REF: "registry.fly.io/app:v2" },
     );
     expect(options.baseUrl).toBe("http://_api.internal:4280");
+    expect(resolveFlyOptions({}, { FLY_API_HOSTNAME: "_api.internal:4280" }).baseUrl).toBe("http://_api.internal:4280");
+    expect(resolveFlyOptions({}, {}).baseUrl).toBe("https://api.machines.dev");
+    expect(() => resolveFlyOptions({}, { FLY_API_HOSTNAME: "http://[oops" })).toThrow(/FLY_API_HOSTNAME/);
     const savedBuild = process.env.FLAME_BUILD_ID;
     process.env.FLAME_BUILD_ID = "abc123";
     try {

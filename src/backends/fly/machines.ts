@@ -11,6 +11,8 @@ import { TokenBucket } from "./token-bucket.js";
 /** The parts of Fly's Machine object the backend reads. */
 export interface FlyMachine {
   id: string;
+  /** The machine version (Fly also calls it the instance id). */
+  instance_id?: string;
   name?: string;
   state?: string;
   config?: { metadata?: Record<string, string> };
@@ -189,7 +191,8 @@ export async function destroyMachine(api: FlyApiClient, machineId: string, runne
  * bootTimeout. Watches until the boot deadline or `stop`; never settles
  * otherwise.
  */
-export async function watchForExit(api: FlyApiClient, machineId: string, request: ProvisionRequest, stop: AbortSignal): Promise<string> {
+export async function watchForExit(api: FlyApiClient, machine: FlyMachine, request: ProvisionRequest, stop: AbortSignal): Promise<string> {
+  const machineId = machine.id;
   const signal = AbortSignal.any([stop, request.signal]);
   const path = api.appPath(`/machines/${encodeURIComponent(machineId)}`);
   for (let attempt = 1; !signal.aborted && Date.now() < request.deadline; attempt += 1) {
@@ -197,7 +200,11 @@ export async function watchForExit(api: FlyApiClient, machineId: string, request
     const seconds = Math.min(60, Math.max(1, Math.ceil((request.deadline - Date.now()) / 1_000)));
     let response: FlyResponse;
     try {
-      response = await api.send("GET", `${path}/wait`, { query: { state: "destroyed", timeout: seconds }, timeout: seconds * 1_000 + 5_000, signal });
+      response = await api.send("GET", `${path}/wait`, {
+        query: { state: "destroyed", timeout: seconds, version: machine.instance_id },
+        timeout: seconds * 1_000 + 5_000,
+        signal,
+      });
     } catch {
       if (signal.aborted) break;
       await sleep(backoffDelay(attempt), signal).catch(() => undefined);

@@ -3,6 +3,7 @@
  * and turned into the Machines API's create request. Durations are in ms.
  */
 import { fileURLToPath } from "node:url";
+import { InvalidOptionError } from "../../errors.js";
 import { milliseconds, parseOptions, positiveInteger, v } from "../../validation.js";
 import type { ProvisionRequest } from "../backend.js";
 
@@ -130,7 +131,7 @@ export const DEFAULT_BASE_URL = "https://api.machines.dev";
  */
 export function resolveFlyOptions(input: FlyBackendOptions, env: NodeJS.ProcessEnv = process.env): ResolvedFlyOptions {
   const parsed = parseOptions("FlyBackend", schema, input ?? {});
-  const hostname = env.FLY_API_HOSTNAME;
+  const baseUrl = parsed.baseUrl ?? baseUrlFromEnvironment(env.FLY_API_HOSTNAME);
   return {
     ...parsed,
     token: parsed.token ?? (env.FLY_API_TOKEN || undefined),
@@ -138,12 +139,20 @@ export function resolveFlyOptions(input: FlyBackendOptions, env: NodeJS.ProcessE
     app: parsed.app ?? (env.FLY_APP_NAME || undefined),
     image: parsed.image ?? (env.FLY_IMAGE_REF || undefined),
     region: parsed.region ?? (env.FLY_REGION || undefined),
-    baseUrl: parsed.baseUrl ?? (hostname ? (/^https?:\/\//.test(hostname) ? hostname : `https://${hostname}`) : DEFAULT_BASE_URL),
+    baseUrl,
     controlPlane: {
       ...parsed.controlPlane,
       advertisedHost: parsed.controlPlane.advertisedHost ?? (env.FLY_PRIVATE_IP || undefined),
     },
   };
+}
+
+/** FLY_API_HOSTNAME as a base URL; Fly's docs give it with a scheme, a bare host gets the one it needs. */
+function baseUrlFromEnvironment(hostname: string | undefined): string {
+  if (!hostname) return DEFAULT_BASE_URL;
+  const url = /^https?:\/\//.test(hostname) ? hostname : `${hostname.startsWith("_api.internal") ? "http" : "https"}://${hostname}`;
+  if (!URL.canParse(url)) throw new InvalidOptionError(`invalid FlyBackend base URL from FLY_API_HOSTNAME: ${JSON.stringify(hostname)}`);
+  return url;
 }
 
 /** The runner agent's entry next to this module: main.ts under a TS loader, main.js when built. */
