@@ -22,6 +22,7 @@ import { createMachineRequest, METADATA, resolveFlyOptions, type FlyBackendOptio
 export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlyControlPlaneOptions, FlyStopSignal } from "./fly/options.js";
 export { FlyApiError } from "./fly/api.js";
 
+/** A Backend whose runners are Fly Machines. Options: see FlyBackendOptions and docs/fly.md. */
 export class FlyBackend implements Backend {
   readonly name = "fly";
   private readonly options: ResolvedFlyOptions;

@@ -37,6 +37,7 @@ export class FlyApiError extends BackendError {
   }
 }
 
+/** What a client needs to talk to the Machines API for one app. */
 export interface FlyApiSettings {
   /** API base URL without the /v1 suffix, e.g. https://api.machines.dev. */
   baseUrl: string;
@@ -48,6 +49,7 @@ export interface FlyApiSettings {
   requestTimeout: number;
 }
 
+/** Options of one request. */
 export interface SendOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
@@ -56,6 +58,7 @@ export interface SendOptions {
   signal?: AbortSignal;
 }
 
+/** Options of a request sent until it succeeds or the deadline comes. */
 export interface RetryOptions extends SendOptions {
   /** What the request does, for messages, e.g. "destroy machine 3d8d…". */
   action: string;
@@ -72,6 +75,7 @@ let undiciModule: Promise<typeof Undici> | undefined;
 /** Marks a failure with no response at all (refused, reset, timed out). */
 export class NoResponseError extends Error {}
 
+/** Talks to the Machines API about one app; holds no state besides its settings. */
 export class FlyApiClient {
   constructor(readonly settings: FlyApiSettings) {}
 

@@ -33,6 +33,7 @@ export const GONE_STATES = new Set(["destroying", "destroyed"]);
  */
 const createBuckets = new Map<string, TokenBucket>();
 
+/** The create bucket of `app` at `baseUrl`, shared by the process. */
 export function createBucketFor(baseUrl: string, app: string): TokenBucket {
   const key = `${baseUrl}|${app}`;
   let bucket = createBuckets.get(key);
@@ -234,10 +235,12 @@ async function describeExit(api: FlyApiClient, machineId: string, path: string):
   return `Fly machine ${machineId} ${exitCode !== undefined ? `exited with code ${String(exitCode)}` : "stopped"} and was destroyed; its output is in \`fly logs -a ${api.settings.app} -i ${machineId}\``;
 }
 
+/** `body` as a Machine, if it is one. */
 export function asMachine(body: unknown): FlyMachine | undefined {
   return typeof body === "object" && body !== null && typeof (body as FlyMachine).id === "string" ? (body as FlyMachine) : undefined;
 }
 
+/** The Machines in a list response. */
 export function asMachineList(body: unknown): FlyMachine[] {
   return Array.isArray(body) ? body.filter((item): item is FlyMachine => asMachine(item) !== undefined) : [];
 }

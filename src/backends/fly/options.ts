@@ -10,6 +10,7 @@ import type { ProvisionRequest } from "../backend.js";
 /** Signals Fly can send a machine to stop it. */
 export type FlyStopSignal = "SIGHUP" | "SIGINT" | "SIGQUIT" | "SIGKILL" | "SIGUSR1" | "SIGUSR2" | "SIGTERM";
 
+/** The size of a runner machine (Fly's `guest`). */
 export interface FlyGuestOptions {
   /** "performance" or "shared". Default "performance". */
   cpuKind?: string;
@@ -23,6 +24,7 @@ export interface FlyGuestOptions {
   gpus?: number;
 }
 
+/** What a runner machine runs (Fly's `init`). */
 export interface FlyInitOptions {
   /** Replaces the image's CMD. Default: the runner agent at the same paths as in the parent (see docs/fly.md). */
   cmd?: string[];
@@ -32,6 +34,7 @@ export interface FlyInitOptions {
   exec?: string[];
 }
 
+/** Where the parent listens for its runners and what they dial. */
 export interface FlyControlPlaneOptions {
   /** Interface the parent listens on for its runners. Default "::" (every interface, including Fly's private IPv6 network). */
   host?: string;
@@ -41,6 +44,7 @@ export interface FlyControlPlaneOptions {
   advertisedHost?: string;
 }
 
+/** Options of FlyBackend. Every one has a default; see docs/fly.md. */
 export interface FlyBackendOptions {
   /** Machines API token. Default: env FLY_API_TOKEN. Never given to runners. */
   token?: string;
@@ -116,12 +120,14 @@ const schema = v.strictObject({
   requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
 });
 
+/** Options after validation and defaults. */
 export type ResolvedFlyOptions = v.InferOutput<typeof schema> & {
   baseUrl: string;
   /** Where `token` came from, for messages that must not show it. */
   tokenSource: string;
 };
 
+/** The public Machines API. */
 export const DEFAULT_BASE_URL = "https://api.machines.dev";
 
 /**

@@ -28,6 +28,7 @@ export class HttpError extends Error {
 /** Fly's wait endpoint blocks at most 60 s. */
 const MAX_WAIT_SECONDS = 60;
 
+/** The one app an emulator serves, and its machines. */
 export class EmulatedApp {
   readonly machines = new Map<string, EmulatedMachine>();
   /** How the next machines boot, one per machine. */

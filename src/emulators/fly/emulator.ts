@@ -21,6 +21,7 @@ import { OpenApiContract, resolveSpecPath, type Operation } from "./openapi.js";
 
 export type { BootFault } from "./machine.js";
 
+/** Options of startFlyEmulator. */
 export interface FlyEmulatorOptions {
   /** The one app the emulator serves. Default "flame-emulated". */
   app?: string;
@@ -62,6 +63,7 @@ export const OPERATIONS = {
   start: "Machines_start",
 } as const;
 
+/** Short name of an operation: "create", "list", "get", "destroy", "wait", "stop", "start", "app". */
 export type FlyOperation = keyof typeof OPERATIONS;
 
 /** An answer forced on the next requests of an operation. */
@@ -90,6 +92,7 @@ export type ResponseFault =
       times?: number;
     };
 
+/** One request the emulator received, and what it answered. */
 export interface RecordedRequest {
   at: number;
   method: string;
@@ -103,6 +106,7 @@ export interface RecordedRequest {
   fault?: string;
 }
 
+/** A request or response that broke Fly's OpenAPI spec. */
 export interface SpecViolation {
   at: number;
   direction: "request" | "response";
@@ -129,6 +133,7 @@ export interface EmulatedMachineInfo {
   events: MachineEvent[];
 }
 
+/** A running emulator. */
 export interface FlyEmulator {
   /** Base URL for FlyBackend's `baseUrl`: http://127.0.0.1:<port> (the API is under /v1). */
   readonly url: string;

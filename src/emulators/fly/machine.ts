@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
+/** Machine states the emulator moves through, named as Fly names them. */
 export type MachineState = "created" | "started" | "stopping" | "stopped" | "destroying" | "destroyed";
 
 /** A machine's event, as Fly lists them (newest first). */
@@ -29,6 +30,7 @@ export type BootFault =
   /** A process that crashes at once runs instead of the init command. */
   | { kind: "crash"; exitCode?: number };
 
+/** What every machine of an emulator shares. */
 export interface MachineHostSettings {
   app: string;
   cwd: string;
@@ -42,6 +44,7 @@ export interface MachineHostSettings {
 /** Bytes of a machine's output kept for `machines()`. */
 const OUTPUT_TAIL = 16_384;
 
+/** One machine and the process it runs. */
 export class EmulatedMachine {
   readonly id = randomBytes(7).toString("hex");
   readonly instanceId = ulidLike();

@@ -56,6 +56,7 @@ export function resolveSpecPath(explicit?: string): string {
   return candidate;
 }
 
+/** The spec's operations, compiled: matches requests to operations and checks them and their responses. */
 export class OpenApiContract {
   private constructor(
     private readonly operations: Operation[],
