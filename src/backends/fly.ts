@@ -52,10 +52,26 @@ export class FlyBackend implements Backend {
     return { host, port, advertisedUrl: (boundPort) => `ws://${dialHost}:${boundPort}` };
   }
 
+  /**
+   * Called by `pool.start()`: checks the settings are all there and that the
+   * token can see the app (`GET /v1/apps/{app}`), so a bad token or app name
+   * fails the start with a clear error before any machine is created.
+   */
+  async checkPermissions(): Promise<void> {
+    const api = this.api();
+    if (!this.options.image) throw configError(MISSING_IMAGE);
+    this.controlPlane();
+    await api.request("GET", api.appPath(), {
+      action: `read app "${api.settings.app}"`,
+      deadline: Date.now() + this.options.requestTimeout,
+      retryStatuses: IDEMPOTENT_RETRY_STATUSES,
+    });
+  }
+
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
     const api = this.api();
     const image = this.options.image;
-    if (!image) throw configError('an image to boot runners from: set the "image" option or FLY_IMAGE_REF (set by Fly on the parent\'s machine)');
+    if (!image) throw configError(MISSING_IMAGE);
     const body = createMachineRequest({ ...this.options, image }, request);
     const machine = await createMachine(api, body, request, createBucketFor(this.options.baseUrl, api.settings.app));
     request.log.debug({ machineId: machine.id }, `created Fly machine ${machine.id} in app ${api.settings.app}`);
@@ -103,6 +119,8 @@ export class FlyBackend implements Backend {
     return this.client;
   }
 }
+
+const MISSING_IMAGE = 'an image to boot runners from: set the "image" option or FLY_IMAGE_REF (set by Fly on the parent\'s machine)';
 
 function configError(what: string): BackendError {
   return new BackendError(`FlyBackend needs ${what}`, { retryable: false, code: "FLAME_FLY_CONFIG" });

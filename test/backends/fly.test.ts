@@ -142,7 +142,7 @@ describe("FlyBackend on the emulator", () => {
 
     expect(Date.now() - started).toBeLessThan(3_000);
     expect(error).toBeInstanceOf(BootError);
-    expect((error.cause as FlyApiError).retryable).toBe(false);
+    expect(error.retryable).toBe(false);
     expect(error.message).toMatch(/rejected the API token from the FlyBackend "token" option \(HTTP 401\)/);
     expect(error.message).toMatch(/fly-request-id/);
     expect(error.message).not.toContain("wrong-token-value");
@@ -164,6 +164,27 @@ describe("FlyBackend on the emulator", () => {
     expect(error.message).toMatch(/HTTP 400: invalid config\.guest: memory_mb too small for cpu_kind \(fly-request-id 01emulated[0-9a-f]+\)/);
     expect((error.cause as FlyApiError).retryable).toBe(false);
     expect(creates()).toHaveLength(1);
+  });
+
+  it("pool.start() checks the token and the app before creating anything", async () => {
+    const badToken = pool({ name: "start-token", min: 1, max: 1, backend: testFlyBackend(emulator, { token: "not-the-token" }) });
+    await expect(badToken.pool.start()).rejects.toThrow(/could not read app "flame-emulated": the Fly Machines API rejected the API token/);
+    const badApp = pool({ name: "start-app", min: 1, max: 1, backend: testFlyBackend(emulator, { app: "no-such-app" }) });
+    await expect(badApp.pool.start()).rejects.toThrow(/Fly app "no-such-app" not found \(HTTP 404\)/);
+    const saved = process.env.FLY_IMAGE_REF;
+    delete process.env.FLY_IMAGE_REF;
+    try {
+      await expect(pool({ name: "start-image", min: 1, max: 1, backend: testFlyBackend(emulator, { image: undefined }) }).pool.start()).rejects.toThrow(
+        /FlyBackend needs an image/,
+      );
+    } finally {
+      process.env.FLY_IMAGE_REF = saved;
+    }
+    expect(creates()).toEqual([]);
+    // The same backend with good settings starts.
+    const good = pool({ name: "start-good", min: 1, max: 1, backend: testFlyBackend(emulator) });
+    await good.pool.start();
+    expect(good.pool.stats().runners.ready).toBe(1);
   });
 
   it("a boot timeout destroys the machine that never started", async () => {
