@@ -21,6 +21,15 @@ export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, Contro
 export { ProcessBackend, type ProcessBackendOptions } from "./backends/process.js";
 export { LocalBackend } from "./backends/local.js";
 export {
+  FlyBackend,
+  FlyApiError,
+  type FlyBackendOptions,
+  type FlyGuestOptions,
+  type FlyInitOptions,
+  type FlyControlPlaneOptions,
+  type FlyStopSignal,
+} from "./backends/fly.js";
+export {
   Ec2Backend,
   type Ec2BackendOptions,
   type Ec2Credentials,

@@ -37,9 +37,15 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   const onPoolAbort = () => abort.abort(new BootError(`pool "${context.pool}" stopped while runner ${runner.id} was booting`));
   context.signal.addEventListener("abort", onPoolAbort, { once: true });
 
-  let resolveSocket!: (socket: WebSocket) => void;
-  const connected = new Promise<WebSocket>((resolve) => (resolveSocket = resolve));
-  const withdraw = context.controlPlane.expect(runner.id, token, (socket) => resolveSocket(socket));
+  let resolveConnected!: (connection: { socket: WebSocket; hello: Promise<HelloMessage> }) => void;
+  const connected = new Promise<{ socket: WebSocket; hello: Promise<HelloMessage> }>((resolve) => (resolveConnected = resolve));
+  // The runner may connect before the provider has answered the create (a slow or lost
+  // response): listen for its hello from the first moment, or it would be missed.
+  const withdraw = context.controlPlane.expect(runner.id, token, (socket) => {
+    const hello = readHello(socket, runner.id);
+    hello.catch(() => undefined);
+    resolveConnected({ socket, hello });
+  });
   const timer = setTimeout(
     () =>
       abort.abort(
@@ -91,9 +97,11 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
       throw new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`);
     });
     crashed?.catch(() => undefined);
-    socket = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
-    const hello = await Promise.race([readHello(socket, runner.id), aborted, ...(crashed ? [crashed] : [])]);
+    const connection = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
+    socket = connection.socket;
+    const hello = await Promise.race([connection.hello, aborted, ...(crashed ? [crashed] : [])]);
     checkHello(hello, runner.id, context);
+    if (socket.readyState !== socket.OPEN) throw new BootError(`runner ${runner.id} closed its connection right after saying hello`);
     socket.send(encodeMessage({ type: "welcome" }, DEFAULT_MAX_PAYLOAD));
     return attachReady(runner, socket, context);
   } catch (error) {

@@ -82,8 +82,9 @@ export class Agent {
     this.socket = socket;
     socket.on("message", (data: Buffer) => this.receive(data));
     socket.on("close", () => this.parentGone("connection closed"));
+    // The parent pings only once it has welcomed the runner (after its provider answered the
+    // create, which can come after the runner connected): liveness is judged from then on.
     socket.on("ping", () => this.armLiveness());
-    this.armLiveness();
     this.send({
       type: "hello",
       protocolVersion: PROTOCOL_VERSION,
@@ -177,6 +178,7 @@ export class Agent {
         this.end({ reason: "refused", detail: message.reason });
         return;
       case "welcome":
+        this.armLiveness();
         return;
     }
   }

@@ -236,8 +236,6 @@ describe("FlyBackend on the emulator", () => {
 
   it("a create whose answer was lost is found by runner id: no machine leaked or doubled", async () => {
     emulator.failNext("create", { dropConnection: true, afterHandling: true });
-    // The runner starts after the lookup, so it connects once provision() has returned (see the skipped test below).
-    emulator.nextBoots({ kind: "slow", delay: 1_200 });
     const { pool: p, whoami } = pool({ name: "lost", max: 1, backend: testFlyBackend(emulator) });
 
     const { runnerId } = await p.call(whoami, []);
@@ -248,10 +246,7 @@ describe("FlyBackend on the emulator", () => {
     expect(lookups[0]!.query).toEqual({ "metadata.flame_runner": [runnerId] });
   });
 
-  // Fails today: a runner that connects before provision() resolves has its hello dropped (src/pool/boot.ts
-  // listens for it only after provision), and it gives up on a parent that does not ping it before the welcome.
-  // Enable once the core listens for the hello on connect; see the Fly backend's report.
-  it.skip("a runner that connects before its create is answered is welcomed", async () => {
+  it("a runner that connects before its create is answered is welcomed", async () => {
     emulator.failNext("create", { delayAnswer: 1_500 });
     const { pool: p, echo } = pool({ name: "early", max: 1, backend: testFlyBackend(emulator) });
     await expect(p.call(echo, ["early"])).resolves.toBe("early");
