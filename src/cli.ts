@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+/**
+ * The `flame-ts` command. Each subcommand loads only what it needs, so
+ * `flame-ts runner` starts as fast as the agent itself.
+ */
+const USAGE = `Usage: flame-ts <command> [options]
+
+Commands:
+  runner [entry]        run the runner agent (what a runner machine runs); reads FLAME_PARENT,
+                        imports the app's entry module (argument or FLAME_ENTRY)
+  fly-emulator [opts]   run a local Fly Machines API emulator (flame-ts fly-emulator --help)
+  help                  show this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "runner": {
+      const { runAgent } = await import("./runner-agent/run.js");
+      return runAgent(rest[0]);
+    }
+    case "fly-emulator": {
+      const { runFlyEmulatorCommand } = await import("./emulators/fly/cli.js");
+      // It keeps serving until SIGINT or SIGTERM.
+      await runFlyEmulatorCommand(rest);
+      return 0;
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`flame-ts: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`flame-ts: ${(error as Error).message}\n`);
+  process.exitCode = 2;
+}
