@@ -1,0 +1,173 @@
+/**
+ * Case 4, cold start: from an empty pool (min 0) to the first result of a
+ * no-op call, against spawning `node` with a script that opens a WebSocket to
+ * this process and sends one message. The Fly emulator variant runs when the
+ * Fly backend is built (see flyColdStart below).
+ */
+import { spawn } from "node:child_process";
+import type { AddressInfo } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { Backend } from "flame-ts";
+import type { BenchContext } from "../lib/context.js";
+import { interleave } from "../lib/measure.js";
+import { compare, type CaseResult, type SkippedCase } from "../lib/report.js";
+import { percentile } from "../lib/stats.js";
+
+const CONNECT_ONCE = fileURLToPath(new URL("../fixtures/connect-once.mjs", import.meta.url));
+const AGENT_MAIN = fileURLToPath(new URL("../../dist/runner-agent/main.js", import.meta.url));
+
+/** The spawn-and-connect floor: a server kept up across repetitions, one fresh `node` per measurement. */
+class ConnectOnceBaseline {
+  private constructor(private readonly server: WebSocketServer, private readonly url: string) {}
+
+  static async start(): Promise<ConnectOnceBaseline> {
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
+    await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+    return new ConnectOnceBaseline(server, `ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+
+  /** Ms from spawn to the child's first message; waits (untimed) for the child to exit. */
+  async measure(): Promise<number> {
+    const start = performance.now();
+    const child = spawn(process.execPath, [CONNECT_ONCE, this.url], { stdio: ["ignore", "ignore", "inherit"] });
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    const firstMessage = new Promise<number>((resolve, reject) => {
+      const onConnection = (socket: WebSocket) => {
+        this.server.off("connection", onConnection);
+        socket.once("message", () => resolve(performance.now() - start));
+      };
+      this.server.on("connection", onConnection);
+      child.once("exit", (code) => reject(new Error(`connect-once exited with ${code} before sending`)));
+    });
+    const elapsed = await firstMessage;
+    await exited;
+    return elapsed;
+  }
+
+  close(): void {
+    for (const client of this.server.clients) client.terminate();
+    this.server.close();
+  }
+}
+
+export interface ColdStartOutcome {
+  results: CaseResult[];
+  skipped: SkippedCase[];
+}
+
+export async function coldStartCase(context: BenchContext): Promise<ColdStartOutcome> {
+  const repetitions = context.quick ? 5 : 15;
+  context.progress(`cold start: ${repetitions} x (empty pool to first result, spawn-and-connect)`);
+  const baseline = await ConnectOnceBaseline.start();
+  const results: CaseResult[] = [];
+  const skipped: SkippedCase[] = [];
+  try {
+    let poolNumber = 0;
+    const coldCall = async (backend?: Backend): Promise<number> => {
+      const { pool, noop } = context.flame.makePool({ name: `bench-cold-${++poolNumber}`, min: 0, max: 1, ...(backend ? { backend } : {}) });
+      try {
+        const start = performance.now();
+        await noop();
+        return performance.now() - start;
+      } finally {
+        await pool.stop();
+      }
+    };
+    const samples = await interleave({ flame: () => coldCall(), spawn: () => baseline.measure() }, repetitions);
+    results.push(coldStartResult("4. Cold start", "process backend", samples.flame, samples.spawn, repetitions));
+
+    // ---- Fly emulator variant ------------------------------------------------
+    // Runs once the Fly backend and its emulator are built (dist/backends/fly.js,
+    // dist/emulators/fly/emulator.js); skipped with a note otherwise.
+    const fly = await flyColdStart(context, coldCall, () => baseline.measure(), repetitions);
+    if ("reason" in fly) skipped.push(fly);
+    else results.push(fly);
+  } finally {
+    baseline.close();
+  }
+  return { results, skipped };
+}
+
+function coldStartResult(title: string, backend: string, flame: number[], spawned: number[], repetitions: number): CaseResult {
+  const comparison = compare("spawn node + ws connect + 1 message", flame, spawned, {
+    flameP99: [percentile(flame, 99)],
+    otherP99: [percentile(spawned, 99)],
+    target: (ratio) => ({ text: "<= 1.3x", met: ratio <= 1.3 }),
+  });
+  return {
+    id: `cold-start-${backend.split(" ")[0]}`,
+    title,
+    metric: `min 0 to first result, ${backend}`,
+    unit: "ms",
+    better: "lower",
+    repetitions,
+    perRepetition: "one cold start (p99 of so few samples is their maximum)",
+    comparisons: [comparison],
+  };
+}
+
+/**
+ * FlyBackend paces machine creates to Fly's published limit (1 per second,
+ * bursts of 3); repetitions are spaced so that pacing never delays a boot.
+ */
+const FLY_CREATE_SPACING = 1_050;
+
+/** The parts of the built Fly backend and emulator this case uses. */
+interface FlyModules {
+  backend: { FlyBackend: new (options: Record<string, unknown>) => Backend };
+  emulator: {
+    startFlyEmulator(options: Record<string, unknown>): Promise<{ url: string; token: string; app: string; close(): Promise<void> }>;
+  };
+}
+
+/**
+ * The Fly variant: the same cold start through FlyBackend against the local
+ * Fly Machines API emulator (each machine is a local process running the
+ * runner agent). The emulator's rate limits and spec validation are off: they
+ * would measure the emulator, not the boot path; repetitions are spaced so the
+ * backend's own pacing of creates does not count either.
+ */
+async function flyColdStart(
+  context: BenchContext,
+  coldCall: (backend: Backend) => Promise<number>,
+  spawnBaseline: () => Promise<number>,
+  repetitions: number,
+): Promise<CaseResult | SkippedCase> {
+  const paths = ["backends/fly.js", "emulators/fly/emulator.js"];
+  const missing = paths.filter((path) => !context.flame.hasModule(path));
+  if (missing.length > 0) return { id: "cold-start-fly", reason: `the Fly backend is not built yet (no dist/${missing.join(", dist/")})` };
+  let emulator: Awaited<ReturnType<FlyModules["emulator"]["startFlyEmulator"]>> | undefined;
+  try {
+    const { FlyBackend } = await context.flame.importModule<FlyModules["backend"]>(paths[0]!);
+    const { startFlyEmulator } = await context.flame.importModule<FlyModules["emulator"]>(paths[1]!);
+    emulator = await startFlyEmulator({ validate: false, rateLimits: false, cwd: process.cwd() });
+    const running = emulator;
+    const backend = () =>
+      new FlyBackend({
+        token: running.token,
+        app: running.app,
+        baseUrl: running.url,
+        image: "registry.fly.io/flame-bench:local",
+        init: { cmd: [process.execPath, AGENT_MAIN, context.flame.entry] },
+        controlPlane: { host: "127.0.0.1", advertisedHost: "127.0.0.1" },
+        // Machines do not inherit the parent's environment: the build id makes the app versions agree.
+        env: { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID ?? "" },
+      });
+    context.progress(`cold start through the Fly emulator: ${repetitions} repetitions, at most one per ${FLY_CREATE_SPACING} ms`);
+    let lastCreate = 0;
+    const paced = async () => {
+      // Untimed: keep the backend's client-side pacing of creates (Fly's 1 per second) out of the figure.
+      await delay(Math.max(0, lastCreate + FLY_CREATE_SPACING - performance.now()));
+      lastCreate = performance.now();
+      return coldCall(backend());
+    };
+    const samples = await interleave({ flame: paced, spawn: spawnBaseline }, repetitions);
+    return coldStartResult("4. Cold start (Fly emulator)", "Fly backend + emulator", samples.flame, samples.spawn, repetitions);
+  } catch (error) {
+    return { id: "cold-start-fly", reason: `the Fly emulator case failed: ${(error as Error).message}` };
+  } finally {
+    await emulator?.close();
+  }
+}
