@@ -8,7 +8,10 @@ const USAGE = `Usage: flame-ts <command> [options]
 Commands:
   runner [entry]        run the runner agent (what a runner machine runs); reads FLAME_PARENT,
                         imports the app's entry module (argument or FLAME_ENTRY)
-  fly-emulator [opts]   run a local Fly Machines API emulator (flame-ts fly-emulator --help)
+  reap [opts]           list runners left behind by a crashed parent; destroy them with --yes
+  doctor [opts]         check a backend's configuration: credentials, permissions, the parent's address
+  fly-emulator [opts]   run a local Fly Machines API emulator
+Run "flame-ts <command> --help" for a command's options.
   help                  show this text
 `;
 
@@ -18,6 +21,14 @@ async function main(argv: string[]): Promise<number> {
     case "runner": {
       const { runAgent } = await import("./runner-agent/run.js");
       return runAgent(rest[0]);
+    }
+    case "reap": {
+      const { reapCommand } = await import("./cli/reap.js");
+      return reapCommand(rest);
+    }
+    case "doctor": {
+      const { doctorCommand } = await import("./cli/doctor.js");
+      return doctorCommand(rest);
     }
     case "fly-emulator": {
       const { runFlyEmulatorCommand } = await import("./emulators/fly/cli.js");

@@ -65,6 +65,11 @@ export function unregisterPool(pool: RegisteredPool): void {
   if (pools.get(pool.name) === pool) pools.delete(pool.name);
 }
 
+/** @internal Every pool constructed in this process (the CLI's reap and doctor walk them). */
+export function registeredPools(): RegisteredPool[] {
+  return [...processState().pools.values()];
+}
+
 /** @internal */
 export function findPool(name: string): RegisteredPool | undefined {
   return processState().pools.get(name);

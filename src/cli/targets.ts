@@ -1,0 +1,56 @@
+/**
+ * Which backends a `reap` or `doctor` run works on: the pools an app's entry
+ * module defines (their exact configuration, the recommended way), or one
+ * backend built from the environment.
+ */
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Backend } from "../backends/backend.js";
+import { Pool } from "../pool/pool.js";
+import { registeredPools } from "../runtime.js";
+
+export interface Target {
+  /** Pool name, or undefined for "every pool on this backend". */
+  pool: string | undefined;
+  backend: Backend;
+}
+
+export interface TargetArgs {
+  entry?: string | undefined;
+  backend?: string | undefined;
+  pool?: string | undefined;
+}
+
+export const TARGET_USAGE = `  --entry <module>    the app module that defines the pools (their backends are used as configured)
+  --backend <name>    or one backend configured from the environment: fly (FLY_API_TOKEN, FLY_APP_NAME,
+                      FLY_IMAGE_REF, ...) or ec2 (AWS_REGION and the AWS SDK's credentials)
+  --pool <name>       only this pool`;
+
+export async function resolveTargets(args: TargetArgs): Promise<Target[]> {
+  if (Boolean(args.entry) === Boolean(args.backend)) throw new Error("give exactly one of --entry and --backend");
+  if (args.backend) return [{ pool: args.pool, backend: await backendFromEnvironment(args.backend) }];
+  const entry = args.entry!;
+  await import(pathToFileURL(isAbsolute(entry) ? entry : resolve(entry)).href);
+  const pools = registeredPools().filter((pool): pool is Pool => pool instanceof Pool);
+  const chosen = args.pool ? pools.filter((pool) => pool.name === args.pool) : pools;
+  if (chosen.length === 0) {
+    throw new Error(args.pool ? `${entry} defines no pool named "${args.pool}"` : `${entry} defines no pool`);
+  }
+  return chosen.map((pool) => ({ pool: pool.name, backend: pool.backend }));
+}
+
+async function backendFromEnvironment(name: string): Promise<Backend> {
+  switch (name) {
+    case "fly": {
+      const { FlyBackend } = await import("../backends/fly.js");
+      return new FlyBackend();
+    }
+    case "ec2": {
+      const { Ec2Backend } = await import("../backends/ec2.js");
+      // Listing and terminating never run a runner: the runner command is a placeholder the backend requires.
+      return new Ec2Backend({ runnerCommand: "flame-ts runner", ...(process.env.AWS_ENDPOINT_URL ? { endpoint: process.env.AWS_ENDPOINT_URL } : {}) });
+    }
+    default:
+      throw new Error(`unknown backend "${name}": use fly or ec2, or --entry for any other`);
+  }
+}
