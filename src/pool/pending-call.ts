@@ -6,10 +6,13 @@
  */
 import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, UnknownFunctionError } from "../errors.js";
 import type { ResultMessage, SerializedError } from "../protocol/messages.js";
-import type { Runner } from "./runner.js";
+import type { InFlightCall, Runner } from "./runner.js";
 
-export class PendingCall {
+export class PendingCall implements InFlightCall {
   runner: Runner | undefined;
+  /** Set by the runner when the caller gave up but the function may still be running there. */
+  abandoned = false;
+  graceTimer?: NodeJS.Timeout;
   /** When the wait for a runner ends (ms since epoch); Infinity until queued. */
   queueDeadline = Infinity;
   private settled = false;
@@ -72,7 +75,7 @@ export class PendingCall {
   }
 
   /** Settles from the runner's answer (or a RunnerExitedError). */
-  finish(result: ResultMessage | Error): void {
+  settle(result: ResultMessage | Error): void {
     if (result instanceof Error) return this.fail(result);
     if (result.ok) return this.succeed(result.value);
     this.fail(toError(result.error!, this.poolName, this.functionId));

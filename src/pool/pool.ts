@@ -67,6 +67,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private failed = 0;
   private readonly backoff = new BootBackoff();
   private drained: (() => void) | undefined;
+  private stopped: Promise<void> = Promise.resolve();
   private readonly appVersion: string;
 
   private readonly bootTimeout: number;
@@ -233,8 +234,6 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   // ---- calls ----------------------------------------------------------------
 
-  private stopped: Promise<void> = Promise.resolve();
-
   private submit(
     fn: AnyDefinedFunction,
     args: unknown[],
@@ -308,10 +307,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 
   private place(call: PendingCall, runner: Runner): void {
-    runner.startCall(
-      { callId: call.callId, functionId: call.functionId, child: call.child, abandoned: false, settle: (result) => call.finish(result) },
-      call.frame,
-    );
+    runner.startCall(call, call.frame);
     clearTimeout(runner.idleTimer);
     runner.idleTimer = undefined;
     // A single-use runner takes nothing after its one call.
