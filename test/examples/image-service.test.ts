@@ -1,8 +1,9 @@
 /**
  * The example app (examples/image-service) as a user runs it: a real HTTP
  * server process started from source, its renders on real runner processes,
- * stopped with SIGTERM. Once on the child-process backend, once on the Fly
- * backend through the Fly emulator, configured by environment variables only.
+ * stopped with SIGTERM: on the child-process backend, on the Fly backend
+ * through the Fly emulator, and on the EC2 backend through moto (where it is
+ * installed), configured by environment variables only.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -12,7 +13,9 @@ import { PNG } from "pngjs";
 import { afterAll, describe, expect, it } from "vitest";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
 import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { liveMachines, startTestEmulator, TEST_IMAGE } from "../support/fly.js";
+import { MOTO_CREDENTIALS, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
 import { descendantPids, isAlive, waitFor } from "../support/processes.js";
 
@@ -57,7 +60,7 @@ async function startService(env: Record<string, string>): Promise<Service> {
 function cleanEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const name of Object.keys(env)) {
-    if (/^(FLAME_|FLY_|POOL_|EC2_|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
+    if (/^(FLAME_|FLY_|POOL_|EC2_|AWS_|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
   }
   return env;
 }
@@ -263,5 +266,58 @@ describe("on the Fly backend, through the Fly emulator", () => {
     const destroyed = emulator.requests().filter((request) => request.operationId === "Machines_delete" && request.status === 200);
     expect(destroyed.map((request) => request.path.split("/").pop()).sort()).toEqual(machines.map((machine) => machine.id).sort());
     await waitFor(() => liveMachines(emulator).length === 0, "the runner machines to be destroyed", 5_000);
+  });
+});
+
+const moto = motoAvailability();
+const motoRequired = process.env[REQUIRE_MOTO_VAR] === "1";
+
+describe.skipIf(!moto.available && !motoRequired)("on the EC2 backend, through moto and the test hypervisor", () => {
+  let server: MotoServer | undefined;
+  let hypervisor: Ec2Hypervisor | undefined;
+
+  afterAll(async () => {
+    await hypervisor?.stop();
+    await server?.stop();
+  });
+
+  it("launches instances that run the runner image, with the parent's build id, and terminates them on SIGTERM", async () => {
+    if (!moto.available) throw new Error(`${moto.reason}; ${REQUIRE_MOTO_VAR}=1 requires the EC2 tests to run`);
+    server = await startMoto();
+    hypervisor = Ec2Hypervisor.start({ endpoint: server.endpoint });
+    const service = await startService({
+      FLAME_BACKEND: "ec2",
+      // The AWS SDK's own variables: region, credentials, and moto as the endpoint.
+      AWS_REGION: MOTO_REGION,
+      AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL: server.endpoint,
+      AWS_EC2_METADATA_DISABLED: "true",
+      EC2_RUNNER_IMAGE: "registry.example.com/image-service:1",
+      // Not on EC2: no instance metadata to read the parent's address from.
+      EC2_PARENT_ADDRESS: "127.0.0.1",
+      EC2_LISTEN_PORT: "0",
+      // Runners must get it too, or their app version differs from the parent's and they are refused.
+      FLAME_BUILD_ID: "image-service-test",
+      POOL_MAX: "2",
+    });
+    const images = await Promise.all([1, 2].map((zoom) => fetchPng(`${service.url}/fractal?width=120&height=80&zoom=${zoom}`)));
+    for (const image of images) expect([image.width, image.height]).toEqual([120, 80]);
+    expect((await stats(service)).backend).toBe("ec2");
+
+    const machines = [...hypervisor.machines.values()];
+    expect(machines.length).toBeGreaterThanOrEqual(1);
+    expect(machines.length).toBeLessThanOrEqual(2);
+    for (const machine of machines) {
+      const [run] = machine.dockerRuns();
+      expect(run).toEqual(expect.arrayContaining(["--network", "host", "registry.example.com/image-service:1"]));
+      expect(run!.join(" ")).toContain("-e FLAME_BUILD_ID");
+      expect(machine.userData).toContain("export FLAME_ENTRY='/");
+      expect(machine.userData).toContain("examples/image-service/src/pool.ts'");
+    }
+
+    expect(await stopService(service)).toEqual({ code: 0, signal: null });
+    await waitForNoMachines(hypervisor, 5_000);
+    expect(machines.every((machine) => machine.ended)).toBe(true);
   });
 });

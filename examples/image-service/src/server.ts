@@ -14,6 +14,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
+  BackendError,
   BootError,
   BootTimeoutError,
   CallAbortedError,
@@ -22,6 +23,7 @@ import {
   PoolStoppedError,
   QueueFullError,
   RemoteError,
+  VersionMismatchError,
   type DefinedFunction,
 } from "flame-ts";
 import { ConfigError } from "./config.js";
@@ -144,7 +146,11 @@ async function render<F extends DefinedFunction<(...args: any[]) => Buffer>>(
 function toHttpError(error: unknown): unknown {
   if (error instanceof RemoteError && error.remoteCode === "INVALID_IMAGE") return new HttpError(400, error.message);
   if (error instanceof QueueFullError) return new HttpError(503, "too many renders waiting; try again shortly", { "retry-after": "5" });
-  if (error instanceof BootError || error instanceof BootTimeoutError) return new HttpError(503, `no renderer available: ${error.message}`, { "retry-after": "10" });
+  if (error instanceof BootError || error instanceof BootTimeoutError || error instanceof BackendError || error instanceof VersionMismatchError) {
+    // The operator must see these: a deploy or a provider problem, not the client's.
+    console.error(`no runner could take a render: ${error.message}`);
+    return new HttpError(503, "no renderer available; try again shortly (the reason is in the service's log)", { "retry-after": "10" });
+  }
   if (error instanceof PoolStoppedError) return new HttpError(503, "the service is shutting down");
   if (error instanceof CallTimeoutError) return new HttpError(504, "the render took too long (RENDER_TIMEOUT_MS)");
   if (error instanceof CallAbortedError) return new HttpError(499, "the client closed the connection");
