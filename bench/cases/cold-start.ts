@@ -144,24 +144,24 @@ async function flyColdStart(
     const { startFlyEmulator } = await context.flame.importModule<FlyModules["emulator"]>(paths[1]!);
     emulator = await startFlyEmulator({ validate: false, rateLimits: false, cwd: process.cwd() });
     const running = emulator;
-    const backend = () =>
-      new FlyBackend({
-        token: running.token,
-        app: running.app,
-        baseUrl: running.url,
-        image: "registry.fly.io/flame-bench:local",
-        init: { cmd: [process.execPath, AGENT_MAIN, context.flame.entry] },
-        controlPlane: { host: "127.0.0.1", advertisedHost: "127.0.0.1" },
-        // Machines do not inherit the parent's environment: the build id makes the app versions agree.
-        env: { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID ?? "" },
-      });
+    // One backend for every repetition, as an app keeps one per pool for its whole life.
+    const backend = new FlyBackend({
+      token: running.token,
+      app: running.app,
+      baseUrl: running.url,
+      image: "registry.fly.io/flame-bench:local",
+      init: { cmd: [process.execPath, AGENT_MAIN, context.flame.entry] },
+      controlPlane: { host: "127.0.0.1", advertisedHost: "127.0.0.1" },
+      // Machines do not inherit the parent's environment: the build id makes the app versions agree.
+      env: { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID ?? "" },
+    });
     context.progress(`cold start through the Fly emulator: ${repetitions} repetitions, at most one per ${FLY_CREATE_SPACING} ms`);
     let lastCreate = 0;
     const paced = async () => {
       // Untimed: keep the backend's client-side pacing of creates (Fly's 1 per second) out of the figure.
       await delay(Math.max(0, lastCreate + FLY_CREATE_SPACING - performance.now()));
       lastCreate = performance.now();
-      return coldCall(backend());
+      return coldCall(backend);
     };
     const samples = await interleave({ flame: paced, spawn: spawnBaseline }, repetitions);
     return coldStartResult("4. Cold start (Fly emulator)", "Fly backend + emulator", samples.flame, samples.spawn, repetitions);
