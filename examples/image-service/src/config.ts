@@ -151,7 +151,9 @@ function ec2Options(env: Env, problems: string[]): Ec2BackendOptions {
   const securityGroupIds = (env.EC2_SECURITY_GROUP_IDS ?? "").split(",").map((id) => id.trim()).filter(Boolean);
   if (securityGroupIds.length > 0) options.securityGroupIds = securityGroupIds;
   if (env.EC2_INSTANCE_PROFILE) options.iamInstanceProfile = env.EC2_INSTANCE_PROFILE;
-  if (env.EC2_LAUNCH_TEMPLATE) options.launchTemplate = { name: env.EC2_LAUNCH_TEMPLATE };
+  // An id (lt-0123...) or a name.
+  const template = env.EC2_LAUNCH_TEMPLATE;
+  if (template) options.launchTemplate = /^lt-[0-9a-f]+$/.test(template) ? { id: template } : { name: template };
   if (tokenTransport === "user-data" || tokenTransport === "ssm") options.tokenTransport = tokenTransport;
   if (listenPort !== undefined) options.listenPort = listenPort;
   if (env.EC2_PARENT_ADDRESS) options.parentAddress = env.EC2_PARENT_ADDRESS;
