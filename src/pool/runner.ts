@@ -9,6 +9,7 @@ import { RunnerExitedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ShrinkReason } from "./options.js";
 import { decodeMessage, encodeMessage } from "../protocol/codec.js";
+import { sendCoalesced } from "../protocol/coalesce.js";
 import {
   DEFAULT_MAX_PAYLOAD,
   type CancelMessage,
@@ -123,7 +124,7 @@ export class Runner {
     this.inFlight.set(call.callId, call);
     if (call.child) this.childCount += 1;
     this.callsStarted += 1;
-    this.socket!.send(frame, { binary: true });
+    sendCoalesced(this.socket!, frame);
   }
 
   /**
@@ -161,7 +162,7 @@ export class Runner {
 
   send(message: ParentMessage): boolean {
     if (!this.socket || this.socket.readyState !== this.socket.OPEN) return false;
-    this.socket.send(encodeMessage(message, DEFAULT_MAX_PAYLOAD), { binary: true });
+    sendCoalesced(this.socket, encodeMessage(message, DEFAULT_MAX_PAYLOAD));
     return true;
   }
 

@@ -6,6 +6,8 @@
  */
 import { WebSocket } from "ws";
 import { decodeMessage, encodeMessage, serializeError } from "../protocol/codec.js";
+import { sendCoalesced } from "../protocol/coalesce.js";
+import { CallCancellation } from "./call-context.js";
 import {
   AUTHORIZATION_HEADER,
   DEFAULT_MAX_PAYLOAD,
@@ -35,7 +37,7 @@ export interface AgentEnd {
 
 export class Agent {
   private socket: WebSocket | undefined;
-  private readonly running = new Map<number, AbortController>();
+  private readonly running = new Map<number, CallCancellation>();
   private ended = false;
   private resolveEnd!: (end: AgentEnd) => void;
   /** Settles once, when the agent has stopped for good. */
@@ -196,9 +198,9 @@ export class Agent {
       });
       return;
     }
-    const controller = new AbortController();
-    this.running.set(callId, controller);
-    const context = { signal: controller.signal, runnerId: this.options.boot.runnerId, pool: this.options.boot.pool };
+    const cancellation = new CallCancellation();
+    this.running.set(callId, cancellation);
+    const context = cancellation.context(this.options.boot.runnerId, this.options.boot.pool);
     let reply: RunnerMessage;
     try {
       const value = await fn(...message.args, context);
@@ -229,7 +231,7 @@ export class Agent {
   private send(message: RunnerMessage): boolean {
     const socket = this.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(encodeMessage(message, DEFAULT_MAX_PAYLOAD), { binary: true });
+    sendCoalesced(socket, encodeMessage(message, DEFAULT_MAX_PAYLOAD));
     return true;
   }
 
@@ -241,7 +243,7 @@ export class Agent {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.livenessTimer);
-    for (const controller of this.running.values()) controller.abort(new Error(`runner stopping: ${end.detail}`));
+    for (const cancellation of this.running.values()) cancellation.abort(new Error(`runner stopping: ${end.detail}`));
     this.running.clear();
     this.socket?.close(1000, end.reason);
     this.resolveEnd(end);
