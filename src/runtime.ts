@@ -8,6 +8,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { Backend } from "./backends/backend.js";
 
 /** What the runner agent knows about itself. */
 export interface RunnerIdentity {
@@ -15,9 +16,10 @@ export interface RunnerIdentity {
   pool: string;
 }
 
-/** The minimal view of a pool that the runner agent needs. */
+/** The view of a pool that the runner agent and the CLI need. */
 export interface RegisteredPool {
   readonly name: string;
+  readonly backend: Backend;
   lookupFunction(functionId: string): ((...args: any[]) => unknown) | undefined;
   runIdleCheck(): Promise<boolean>;
 }
@@ -65,7 +67,11 @@ export function unregisterPool(pool: RegisteredPool): void {
   if (pools.get(pool.name) === pool) pools.delete(pool.name);
 }
 
-/** @internal Every pool constructed in this process (the CLI's reap and doctor walk them). */
+/**
+ * @internal Every pool constructed in this process (the CLI's reap and doctor walk them).
+ * They may come from another copy of this package (the app's own import), so callers
+ * use this interface rather than `instanceof Pool`.
+ */
 export function registeredPools(): RegisteredPool[] {
   return [...processState().pools.values()];
 }

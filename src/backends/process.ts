@@ -4,8 +4,8 @@
  * demo and most tests use.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { BackendError } from "../errors.js";
+import { agentEntry } from "../package-paths.js";
 import { parseOptions, v } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
@@ -30,8 +30,6 @@ const schema = v.strictObject({
   killTimeout: v.optional(v.pipe(v.number(), v.minValue(0)), 2_000),
 });
 
-/** The agent's entry next to this module: main.ts when running from source under a TS loader, main.js when built. */
-const AGENT_ENTRY = fileURLToPath(new URL(`../runner-agent/main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
 
 /** Bytes of a runner's stderr kept to explain a crash before it connected. */
 const STDERR_TAIL = 4_096;
@@ -54,7 +52,7 @@ export class ProcessBackend implements Backend {
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
     const entry = this.options.entry ?? request.entry ?? process.argv[1];
-    const args = [...(this.options.execArgv ?? process.execArgv), AGENT_ENTRY, ...(entry ? [entry] : [])];
+    const args = [...(this.options.execArgv ?? process.execArgv), agentEntry(), ...(entry ? [entry] : [])];
     let child: ChildProcess;
     try {
       child = spawn(this.options.execPath ?? process.execPath, args, {

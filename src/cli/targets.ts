@@ -6,7 +6,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Backend } from "../backends/backend.js";
-import { Pool } from "../pool/pool.js";
 import { registeredPools } from "../runtime.js";
 
 export interface Target {
@@ -31,7 +30,7 @@ export async function resolveTargets(args: TargetArgs): Promise<Target[]> {
   if (args.backend) return [{ pool: args.pool, backend: await backendFromEnvironment(args.backend) }];
   const entry = args.entry!;
   await import(pathToFileURL(isAbsolute(entry) ? entry : resolve(entry)).href);
-  const pools = registeredPools().filter((pool): pool is Pool => pool instanceof Pool);
+  const pools = registeredPools();
   const chosen = args.pool ? pools.filter((pool) => pool.name === args.pool) : pools;
   if (chosen.length === 0) {
     throw new Error(args.pool ? `${entry} defines no pool named "${args.pool}"` : `${entry} defines no pool`);

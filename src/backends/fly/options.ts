@@ -2,7 +2,7 @@
  * FlyBackend's options: declared, documented, defaulted and validated here,
  * and turned into the Machines API's create request. Durations are in ms.
  */
-import { fileURLToPath } from "node:url";
+import { agentEntry } from "../../package-paths.js";
 import { InvalidOptionError } from "../../errors.js";
 import { milliseconds, parseOptions, positiveInteger, v } from "../../validation.js";
 import type { ProvisionRequest } from "../backend.js";
@@ -161,8 +161,6 @@ function baseUrlFromEnvironment(hostname: string | undefined): string {
   return url;
 }
 
-/** The runner agent's entry next to this module: main.ts under a TS loader, main.js when built. */
-const AGENT_ENTRY = fileURLToPath(new URL(`../../runner-agent/main${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url));
 
 /** Metadata keys the backend writes on every runner machine and lists by. */
 export const METADATA = { pool: "flame_pool", parent: "flame_parent", runner: "flame_runner" } as const;
@@ -190,7 +188,7 @@ export function runnerEnvironment(options: ResolvedFlyOptions, request: Provisio
 /** The default command: the parent's node, flags and agent path, which exist on a machine booted from the parent's image. */
 export function defaultCommand(request: ProvisionRequest): string[] {
   const entry = request.entry ?? process.argv[1];
-  return [process.execPath, ...process.execArgv, AGENT_ENTRY, ...(entry ? [entry] : [])];
+  return [process.execPath, ...process.execArgv, agentEntry(), ...(entry ? [entry] : [])];
 }
 
 /** Body of `POST /v1/apps/{app}/machines` for one runner. */

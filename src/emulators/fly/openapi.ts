@@ -11,13 +11,14 @@
  * ajv and ajv-formats are optional peer dependencies, imported here on demand.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { packageRoot } from "../../package-paths.js";
 
 /** The env var that points the emulator at the spec. */
 export const SPEC_ENV_VAR = "FLY_OPENAPI_SPEC";
 
 /** Where the spec sits in the flame-ts repository's CI checkout: ../shared/fly/ next to the repository. */
-const REPOSITORY_SPEC = fileURLToPath(new URL("../../../../shared/fly/machines-openapi.json", import.meta.url));
+const repositorySpec = () => join(packageRoot(), "..", "shared", "fly", "machines-openapi.json");
 
 const SPEC_ID = "fly-machines-openapi";
 
@@ -47,7 +48,7 @@ export interface Operation {
 
 /** Finds the spec: an explicit path, then FLY_OPENAPI_SPEC, then the repository's copy. */
 export function resolveSpecPath(explicit?: string): string {
-  const candidate = explicit ?? process.env[SPEC_ENV_VAR] ?? REPOSITORY_SPEC;
+  const candidate = explicit ?? process.env[SPEC_ENV_VAR] ?? repositorySpec();
   if (!existsSync(candidate)) {
     throw new Error(
       `Fly's Machines API OpenAPI spec was not found at ${candidate}: pass "specPath" or set ${SPEC_ENV_VAR} to machines-openapi.json (https://docs.machines.dev/openapi.json), or start the emulator with validate: false`,
