@@ -135,7 +135,12 @@ describe("the example app with fly.toml's [env], against the Fly emulator", () =
       cpus: Number(env.FLY_RUNNER_CPUS),
       memory_mb: Number(env.FLY_RUNNER_MEMORY_MB),
     });
-    expect(machine!.config.init.cmd.at(-1)).toBe(join(layout.workdir, final.env.FLAME_ENTRY!));
+    // FlyBackend's default command, with the paths the image has: its node, its runner agent, the pool's entry.
+    expect(machine!.config.init.cmd).toEqual([
+      process.execPath,
+      join(layout.workdir, "node_modules/flame-ts/dist/runner-agent/main.js"),
+      join(layout.workdir, final.env.FLAME_ENTRY!),
+    ]);
     // The app's secrets (FLY_API_TOKEN) stay out of runners.
     expect(machine!.env.FLY_API_TOKEN).toBeUndefined();
     expect(Object.values(machine!.env)).not.toContain(TOKEN);

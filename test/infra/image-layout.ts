@@ -126,18 +126,32 @@ export function packedFiles(): string[] {
   return pack!.files.map((file) => file.path);
 }
 
-/** flame-ts as installed from its package: the packed files, dist/ compiled fresh (the repository's dist/ may be stale or absent). */
+/**
+ * flame-ts as installed from its package: the packed files, and dist/ made
+ * by the package's own build script (its esbuild step, written to this
+ * layout instead of the repository's dist/, which other tests may be using).
+ */
 function installFlameTs(target: string): void {
   for (const file of packedFiles()) {
     if (file.startsWith("dist/")) continue;
     mkdirSync(dirname(join(target, file)), { recursive: true });
     copyFileSync(join(REPO, file), join(target, file));
   }
-  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  execFileSync(process.execPath, [tsc, "-p", join(REPO, "tsconfig.build.json"), "--outDir", join(target, "dist"), "--declaration", "false", "--sourceMap", "false"], {
-    cwd: REPO,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const manifest = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { scripts: Record<string, string> };
+  const build = manifest.scripts.build ?? "";
+  const esbuild = build.split("&&").map((step) => step.trim()).find((step) => step.startsWith("esbuild "));
+  if (esbuild && esbuild.includes("--outdir=dist ")) {
+    const args = esbuild.replace("--outdir=dist ", `--outdir=${join(target, "dist")} `).split(/\s+/).slice(1);
+    execFileSync(join(REPO, "node_modules/.bin/esbuild"), args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  } else if (build.startsWith("tsc")) {
+    const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+    execFileSync(process.execPath, [tsc, "-p", join(REPO, "tsconfig.build.json"), "--outDir", join(target, "dist"), "--declaration", "false", "--sourceMap", "false"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } else {
+    throw new Error(`this layout does not know how to follow flame-ts's build script: ${build}`);
+  }
 }
 
 /** The example's `npm run build` (tsc with its tsconfig.json), file by file. */
