@@ -67,6 +67,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   private failed = 0;
   private readonly backoff = new BootBackoff();
   private drained: (() => void) | undefined;
+  private readonly boots = new Set<Promise<void>>();
   private stopped: Promise<void> = Promise.resolve();
   private readonly appVersion: string;
 
@@ -357,17 +358,14 @@ export class Pool implements RegisteredPool, AsyncDisposable {
     this.hook("onGrowStart", () => this.options.onGrowStart?.(info));
     this.log.debug({ runnerId }, "booting runner");
     const startedAt = Date.now();
-    return this.bootContext()
+    const booting = this.bootContext()
       .then((context) => bootRunner(runner, context))
       .then(
         () => {
           this.backoff.succeeded(Date.now() - startedAt);
           this.hook("onGrowEnd", () => this.options.onGrowEnd?.({ ok: true }, info));
           this.log.debug({ runnerId }, "runner connected");
-          if (this.state !== "running") {
-            void this.retire(runner, "stopped");
-            return;
-          }
+          if (this.state !== "running") return this.retire(runner, "stopped");
           this.armIdleTimer(runner);
           this.dispatch();
         },
@@ -378,6 +376,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           throw error;
         },
       );
+    // stop() waits for boots in progress, so nothing of this pool happens after it resolves.
+    this.boots.add(booting);
+    const forget = () => this.boots.delete(booting);
+    booting.then(forget, forget);
+    return booting;
   }
 
   private async bootContext() {
@@ -548,7 +551,10 @@ export class Pool implements RegisteredPool, AsyncDisposable {
         };
       });
     }
-    await Promise.all([...this.runners.values()].map((runner) => this.retire(runner, "stopped")));
+    // Booting runners were aborted above; their boots clean up after themselves.
+    const booted = [...this.runners.values()].filter((runner) => runner.state !== "booting");
+    await Promise.all(booted.map((runner) => this.retire(runner, "stopped")));
+    await Promise.allSettled([...this.boots]);
     if (this.controlPlane) await (await this.controlPlane.catch(() => undefined))?.release();
     this.state = "stopped";
     unregisterPool(this);

@@ -19,7 +19,8 @@ describe("scaling", () => {
       onGrowStart: (info) => (peakRunners = Math.max(peakRunners, info.count)),
     });
     expect(p.stats().runners.ready).toBe(0);
-    const results = await Promise.all(Array.from({ length: 12 }, () => sleep(150)));
+    // Calls long enough to outlast any runner's boot on a loaded machine, so all three are needed.
+    const results = await Promise.all(Array.from({ length: 12 }, () => sleep(700)));
     const runnersUsed = new Set(results.map((r) => r.runnerId));
     expect(runnersUsed.size).toBe(3);
     expect(peakRunners).toBe(3);
