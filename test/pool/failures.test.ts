@@ -120,7 +120,8 @@ describe("boot failures", () => {
       name: "broken",
       max: 1,
       entry: brokenEntry,
-      bootTimeout: 3_000,
+      // Room for at least one retry even when a boot takes over a second on a loaded machine.
+      bootTimeout: 6_000,
       onGrowEnd: (result) => results.push(result),
     });
     const error = await add(1, 2).catch((e: unknown) => e);
