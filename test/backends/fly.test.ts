@@ -55,7 +55,8 @@ describe("FlyBackend on the emulator", () => {
     const { pool: p, sleep } = pool({ name: "scale", max: 3, maxConcurrency: 1, idleShutdownAfter: 300, backend });
     expect(emulator.machines()).toEqual([]);
 
-    const results = await Promise.all([p.call(sleep, [200]), p.call(sleep, [200]), p.call(sleep, [200])]);
+    // Calls that outlast any boot on a loaded machine, so no runner can serve two of them.
+    const results = await Promise.all([p.call(sleep, [1_000]), p.call(sleep, [1_000]), p.call(sleep, [1_000])]);
     expect(new Set(results.map((result) => result.runnerId)).size).toBe(3);
     const machines = emulator.machines();
     expect(machines).toHaveLength(3);
@@ -79,7 +80,7 @@ describe("FlyBackend on the emulator", () => {
 
     // Idle runners shut down and their machines are destroyed.
     await waitFor(() => liveMachines(emulator).length === 0, "every machine to be destroyed", 8_000);
-    expect(Object.values(p.stats().runners).every((count) => count === 0)).toBe(true);
+    await waitFor(() => Object.values(p.stats().runners).every((count) => count === 0), "the pool to count no runner");
     for (const machine of machines) if (machine.pid) expect(isAlive(machine.pid)).toBe(false);
     expect(await backend.list({ pool: "scale" })).toEqual([]);
   });

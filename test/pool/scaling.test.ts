@@ -44,7 +44,7 @@ describe("scaling", () => {
     const { pool: p, sleep, whoami } = pool({ name: "least-loaded", min: 2, max: 2, maxConcurrency: 10 });
     await p.start();
     // Three calls over two empty runners: 1st to one, 2nd to the other, 3rd to either: loads 2 and 1.
-    const busy = Array.from({ length: 3 }, () => sleep(300));
+    const busy = Array.from({ length: 3 }, () => sleep(1_500));
     await waitFor(() => p.stats().inFlight === 3, "three calls in flight");
     // The next call goes to the runner with one call, not the one with two.
     const next = await whoami();
@@ -85,7 +85,7 @@ describe("scaling", () => {
     const { pool: p, sleep } = pool({ name: "resize", min: 0, max: 3, maxConcurrency: 1 });
     await p.resize({ min: 3 });
     expect(p.stats().runners.ready).toBe(3);
-    const busy = sleep(300);
+    const busy = sleep(1_500);
     await waitFor(() => p.stats().inFlight === 1, "a call in flight");
     await p.resize({ min: 0, max: 1 });
     // The two idle runners went at once; the busy one keeps running its call.
