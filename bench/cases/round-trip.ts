@@ -5,7 +5,7 @@
  */
 import type { BenchContext } from "../lib/context.js";
 import { interleave, latencyBatch, type LatencySummary } from "../lib/measure.js";
-import { compare, type CaseResult } from "../lib/report.js";
+import { wsEchoLatency, type CaseResult } from "../lib/report.js";
 import { callFrameSize, type WarmRig } from "../lib/warm-rig.js";
 
 export interface RoundTripOutcome {
@@ -36,11 +36,7 @@ export async function roundTripCase(context: BenchContext, rig: WarmRig): Promis
       repetitions,
       perRepetition: `${calls} sequential calls`,
       comparisons: [
-        compare(`raw ws echo (${payload.byteLength} B)`, samples.flame.map((s) => s.median), samples.ws.map((s) => s.median), {
-          flameP99: samples.flame.map((s) => s.p99),
-          otherP99: samples.ws.map((s) => s.p99),
-          target: (ratio) => ({ text: "<= 1.5x", met: ratio <= 1.5 }),
-        }),
+        wsEchoLatency(payload.byteLength, samples),
       ],
     },
   };

@@ -25,6 +25,7 @@ import { decodeRunnerEnv, encodeRunnerEnv } from "../../src/protocol/runner-env.
 import { fixtureEntry, makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
+import { environmentForFile } from "../support/environment.js";
 import { waitFor } from "../support/processes.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -155,23 +156,17 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   let ec2: EC2Client;
   let ssm: SSMClient;
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
-  const savedEnv = { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID, FLY_IMAGE_REF: process.env.FLY_IMAGE_REF };
+  // Parent and runners must agree on the app version: runners get the same build id through the backend's env.
+  environmentForFile({ FLAME_BUILD_ID: BUILD_ID, FLY_IMAGE_REF: undefined });
 
   beforeAll(async () => {
     server = await startMoto();
     ec2 = new EC2Client({ region: MOTO_REGION, endpoint: server.endpoint, credentials: MOTO_CREDENTIALS });
     ssm = new SSMClient({ region: MOTO_REGION, endpoint: server.endpoint, credentials: MOTO_CREDENTIALS });
-    // Parent and runners must agree on the app version: runners get the same build id through the backend's env.
-    process.env.FLAME_BUILD_ID = BUILD_ID;
-    delete process.env.FLY_IMAGE_REF;
   });
 
   afterAll(async () => {
     await server?.stop();
-    for (const [name, value] of Object.entries(savedEnv)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
   });
 
   beforeEach(async () => {

@@ -34,6 +34,7 @@ import { ecrRegistry } from "../../src/backends/ec2/user-data.js";
 import { makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
+import { environmentForFile } from "../support/environment.js";
 import { AwsQueryClient, type PolicyDocument } from "./aws-query.js";
 import { allowingStatements, policyActions, type AuthorizationRequest } from "./iam.js";
 import { REPO } from "./image-layout.js";
@@ -184,22 +185,17 @@ describe.skipIf(!moto.available && !motoRequired)("the IAM policies against the 
   let server: MotoServer;
   let ec2: EC2Client;
   let query: AwsQueryClient;
-  const savedEnv = { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID, FLY_IMAGE_REF: process.env.FLY_IMAGE_REF };
+  // Parent and runners must agree on the app version: runners get the same build id through the backend's env.
+  environmentForFile({ FLAME_BUILD_ID: BUILD_ID, FLY_IMAGE_REF: undefined });
 
   beforeAll(async () => {
     server = await startMoto();
     ec2 = new EC2Client({ region: REGION, endpoint: server.endpoint, credentials: MOTO_CREDENTIALS });
     query = new AwsQueryClient(server.endpoint, REGION, MOTO_CREDENTIALS.accessKeyId);
-    process.env.FLAME_BUILD_ID = BUILD_ID;
-    delete process.env.FLY_IMAGE_REF;
   });
 
   afterAll(async () => {
     await server?.stop();
-    for (const [name, value] of Object.entries(savedEnv)) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
   });
 
   /** Deploys the template with a VPC and a parent security group; returns the outputs. */
