@@ -300,7 +300,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   /** Explains a queue timeout: the last boot failure, or the runners that have not connected yet. */
   private whyNoRunner(): string {
-    const booting = this.runners.booting().map((r) => r.id);
+    const booting = this.runners.bootingIds();
     if (booting.length > 0) {
       return `: runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
     }
@@ -340,9 +340,11 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   /** Boots what the queue and `min` need, within `max`, unless a failed boot is backing off. */
   private scale(): void {
     if (this.state !== "running" || this.backoff.waiting) return;
-    const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
-    let needed = Math.ceil(this.queue.size / perRunner) - this.runners.booting().length;
     let active = this.runners.activeCount();
+    // The common case on the per-call path: nobody waits and min is met.
+    if (this.queue.size === 0 && active >= this.options.min) return;
+    const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
+    let needed = Math.ceil(this.queue.size / perRunner) - this.runners.bootingCount();
     while ((needed > 0 || active < this.options.min) && active < this.options.max) {
       void this.boot().catch(() => undefined);
       needed -= 1;

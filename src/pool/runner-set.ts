@@ -43,8 +43,14 @@ export class RunnerSet {
     return count;
   }
 
-  booting(): Runner[] {
-    return [...this.runners.values()].filter((runner) => runner.state === "booting");
+  bootingCount(): number {
+    let count = 0;
+    for (const runner of this.runners.values()) if (runner.state === "booting") count += 1;
+    return count;
+  }
+
+  bootingIds(): string[] {
+    return [...this.runners.values()].filter((runner) => runner.state === "booting").map((runner) => runner.id);
   }
 
   /** Calls in flight over all runners, abandoned ones included. */
