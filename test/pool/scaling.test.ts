@@ -95,6 +95,17 @@ describe("scaling", () => {
     await expect(p.resize({ min: 2, max: 1 })).rejects.toThrow(/min \(2\) is greater than max \(1\)/);
   });
 
+  it("a runner does not idle down while a placed child lives on it", async () => {
+    const { pool: p, waitForAbort } = pool({ name: "child-idle", max: 1, idleShutdownAfter: 100 });
+    const child = await p.placeChild(waitForAbort, []);
+    // Several idle periods pass: the child holds its runner (a negative, so it needs time to pass).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.stats().runners).toMatchObject({ ready: 1, busy: 1 });
+    child.stop();
+    await expect(child.done).rejects.toThrow();
+    await waitFor(() => p.stats().runners.ready === 0, "the runner to idle down once its child ended");
+  });
+
   it("idle check on the runner can keep a runner up", async () => {
     const kept: string[] = [];
     const log = {
