@@ -1,0 +1,388 @@
+/**
+ * The pool's engine: which runner takes a call, when to boot (one runner per
+ * `maxConcurrency` waiting callers, within `max`, with backoff after failed
+ * boots), and when a runner goes (idle, single use, resize, stuck, stop).
+ * The public Pool (pool.ts) validates and encodes calls and hands them here;
+ * runner connections live in runner.ts, boots in boot.ts.
+ */
+import type { Backend } from "../backends/backend.js";
+import { ControlPlane } from "../control-plane/listener.js";
+import { BootError, BootTimeoutError, FlameError, PoolStoppedError, QueueFullError } from "../errors.js";
+import { childLogger, type Logger } from "../log.js";
+import { parentId } from "../runtime.js";
+import { BootBackoff } from "./boot-backoff.js";
+import { bootRunner, isRetryable } from "./boot.js";
+import type { ResolvedPoolOptions, ShrinkReason } from "./options.js";
+import type { PendingCall } from "./pending-call.js";
+import { Runner, type RunnerEvents } from "./runner.js";
+import { RunnerSet } from "./runner-set.js";
+
+/** How long the parent waits for a runner's idle check to answer; silence means yes. */
+const IDLE_CHECK_TIMEOUT = 5_000;
+
+export interface SchedulerSettings {
+  name: string;
+  /** The pool's options, shared: resize() changes min and max in place. */
+  options: ResolvedPoolOptions;
+  backend: Backend;
+  bootTimeout: number;
+  appVersion: string;
+  log: Logger;
+}
+
+export class Scheduler {
+  readonly runners = new RunnerSet();
+  readonly queue = new Set<PendingCall>();
+  private running = true;
+  private readonly name: string;
+  private readonly options: ResolvedPoolOptions;
+  private readonly backend: Backend;
+  private readonly bootTimeout: number;
+  private readonly appVersion: string;
+  private readonly log: Logger;
+  private readonly stopController = new AbortController();
+  private readonly runnerEvents: RunnerEvents = {
+    callFinished: (runner) => this.onCallFinished(runner),
+    stuck: (runner, functionId) => this.onStuck(runner, functionId),
+    exited: (runner, detail) => this.onRunnerExited(runner, detail),
+  };
+  private readonly backoff = new BootBackoff();
+  private readonly boots = new Set<Promise<void>>();
+  private controlPlane: Promise<ControlPlane> | undefined;
+  private controlPlaneUrl: string | undefined;
+  private nextRunnerNumber = 1;
+  private drained: (() => void) | undefined;
+
+  constructor(settings: SchedulerSettings) {
+    this.name = settings.name;
+    this.options = settings.options;
+    this.backend = settings.backend;
+    this.bootTimeout = settings.bootTimeout;
+    this.appVersion = settings.appVersion;
+    this.log = settings.log;
+  }
+
+  /** Boots runners until `min` are booted or booting; resolves when those boots end. */
+  async growToMin(): Promise<void> {
+    const boots: Promise<void>[] = [];
+    while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
+    await Promise.all(boots);
+  }
+
+  /** Applies new limits (already in `options`): retires idle runners first, drains busy ones, boots to min. */
+  async resize(): Promise<void> {
+    let excess = this.runners.activeCount() - this.options.max;
+    const byLoad = [...this.runners.values()].filter((r) => r.state === "ready").sort((a, b) => a.load - b.load);
+    for (const runner of byLoad) {
+      if (excess <= 0) break;
+      excess -= 1;
+      if (runner.load === 0) void this.retire(runner, "resize");
+      else {
+        runner.state = "draining";
+        runner.drainReason = "resize";
+      }
+    }
+    for (const runner of this.runners.values()) this.armIdleTimer(runner);
+    const grown = this.growToMin();
+    this.dispatch();
+    await grown;
+  }
+
+  /** Hands a new call to the least-loaded runner with a free slot, or queues it (the queue keeps FIFO order). */
+  submit(call: PendingCall): void {
+    const runner = this.queue.size === 0 ? this.runners.leastLoaded(this.options.maxConcurrency) : undefined;
+    if (runner) this.place(call, runner);
+    else this.enqueue(call);
+  }
+
+  private enqueue(call: PendingCall): void {
+    if (this.queue.size >= this.options.maxQueue) {
+      call.fail(new QueueFullError(this.name, this.options.maxQueue));
+      return;
+    }
+    this.queue.add(call);
+    call.waitAtMost(this.bootTimeout, () => {
+      this.queue.delete(call);
+      return new BootTimeoutError(
+        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.bootTimeout} ms)${this.whyNoRunner()}`,
+        { cause: this.backoff.lastError },
+      );
+    });
+    this.scale();
+  }
+
+  /** Explains a queue timeout: the last boot failure, or the runners that have not connected yet. */
+  private whyNoRunner(): string {
+    const booting = this.runners.bootingIds();
+    if (booting.length > 0) {
+      return `: runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
+    }
+    return this.backoff.lastError ? `; the last boot failed: ${this.backoff.lastError.message}` : "";
+  }
+
+  private place(call: PendingCall, runner: Runner): void {
+    runner.startCall(call, call.frame);
+    clearTimeout(runner.idleTimer);
+    runner.idleTimer = undefined;
+    // A single-use runner takes nothing after its one call.
+    if (this.options.singleUse) {
+      runner.state = "draining";
+      runner.drainReason = "single-use";
+    }
+    call.placed(runner);
+  }
+
+  /** The caller gave up: dequeue the call, or cancel it on its runner. */
+  giveUp(call: PendingCall, reason: "timeout" | "aborted"): void {
+    if (this.queue.delete(call)) return;
+    call.runner?.cancelCall(call.callId, reason);
+  }
+
+  /** Hands queued calls to runners with free slots, oldest first, then grows if callers still wait. */
+  private dispatch(): void {
+    for (const call of this.queue) {
+      const runner = this.runners.leastLoaded(this.options.maxConcurrency);
+      if (!runner) break;
+      this.queue.delete(call);
+      this.place(call, runner);
+    }
+    this.scale();
+  }
+
+  // ---- growing --------------------------------------------------------------
+
+  /** Boots what the queue and `min` need, within `max`, unless a failed boot is backing off. */
+  private scale(): void {
+    if (!this.running || this.backoff.waiting) return;
+    let active = this.runners.activeCount();
+    // The common case on the per-call path: nobody waits and min is met.
+    if (this.queue.size === 0 && active >= this.options.min) return;
+    const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
+    let needed = Math.ceil(this.queue.size / perRunner) - this.runners.bootingCount();
+    while ((needed > 0 || active < this.options.min) && active < this.options.max) {
+      void this.boot().catch(() => undefined);
+      needed -= 1;
+      active += 1;
+    }
+  }
+
+  private boot(): Promise<void> {
+    const runnerId = `${this.name}-${(this.nextRunnerNumber++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const runner = new Runner(runnerId, this.runnerEvents, childLogger(this.log, { runnerId }), this.options.abortGracePeriod);
+    this.runners.add(runner);
+    const info = { name: this.name, count: this.runners.activeCount(), runnerId };
+    callHook(this.log, "onGrowStart", () => this.options.onGrowStart?.(info));
+    this.log.debug({ runnerId }, "booting runner");
+    const startedAt = Date.now();
+    const booting = this.bootContext()
+      .then((context) => bootRunner(runner, context))
+      .then(
+        () => {
+          this.backoff.succeeded(Date.now() - startedAt);
+          callHook(this.log, "onGrowEnd", () => this.options.onGrowEnd?.({ ok: true }, info));
+          this.log.debug({ runnerId }, "runner connected");
+          if (!this.running) return this.retire(runner, "stopped");
+          this.armIdleTimer(runner);
+          this.dispatch();
+        },
+        (error: Error) => {
+          this.runners.delete(runner);
+          callHook(this.log, "onGrowEnd", () => this.options.onGrowEnd?.({ ok: false, error }, info));
+          this.onBootFailed(error, Date.now() - startedAt);
+          throw error;
+        },
+      );
+    // stop() waits for boots in progress, so nothing of this pool happens after it resolves.
+    this.boots.add(booting);
+    const forget = () => this.boots.delete(booting);
+    booting.then(forget, forget);
+    return booting;
+  }
+
+  private async bootContext() {
+    if (!this.controlPlane) {
+      this.controlPlane = Promise.resolve(this.backend.controlPlane?.()).then((address) => ControlPlane.acquire(address));
+      // A failed listen (port in use) must be retried by the next boot, not remembered.
+      this.controlPlane.catch(() => (this.controlPlane = undefined));
+    }
+    const controlPlane = await this.controlPlane;
+    this.controlPlaneUrl = controlPlane.url;
+    return {
+      backend: this.backend,
+      controlPlane,
+      pool: this.name,
+      parentId: parentId(),
+      entry: this.options.entry,
+      appVersion: this.appVersion,
+      bootTimeout: this.bootTimeout,
+      runnerConnectTimeout: this.options.runnerConnectTimeout,
+      heartbeatInterval: this.options.heartbeatInterval,
+      log: this.log,
+      signal: this.stopController.signal,
+    };
+  }
+
+  /**
+   * A failed boot is retried with exponential backoff while waiting callers can
+   * still be served within their deadline; callers it cannot serve in time, or
+   * all of them when the failure is not retryable, get the boot error now.
+   */
+  private onBootFailed(error: Error, duration: number): void {
+    if (!this.running) return;
+    const delay = this.backoff.failed(error, duration);
+    const retryable = isRetryable(error);
+    this.log.warn({ err: error }, `runner boot failed${retryable ? ", will retry" : ""}: ${error.message}`);
+    const othersCanServe = this.runners.activeCount() > 0;
+    if (!retryable) {
+      if (!othersCanServe) this.failQueued(error);
+      return;
+    }
+    if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.backoff.lastDuration);
+    this.backoff.schedule(delay, () => this.scale());
+  }
+
+  /** Rejects queued calls whose wait would end before `before` (all when omitted) with the boot error. */
+  private failQueued(error: Error, before = Infinity): void {
+    for (const call of this.queue) {
+      if (call.queueDeadline >= before) continue;
+      this.queue.delete(call);
+      call.fail(error instanceof FlameError ? error : new BootError(error.message, { cause: error }));
+    }
+  }
+
+  // ---- shrinking ------------------------------------------------------------
+
+  private onCallFinished(runner: Runner): void {
+    if (runner.state === "draining") {
+      if (runner.liveCalls === 0) void this.retire(runner, runner.drainReason ?? "resize");
+      return;
+    }
+    if (!this.running) {
+      if (this.runners.totalLoad() === 0) this.drained?.();
+      return;
+    }
+    this.dispatch();
+    this.armIdleTimer(runner);
+  }
+
+  private onStuck(runner: Runner, functionId: string): void {
+    if (runner.state !== "ready" && runner.state !== "draining") return;
+    this.log.warn(
+      { runnerId: runner.id, functionId },
+      `"${functionId}" kept running past abortGracePeriod (${this.options.abortGracePeriod} ms) after it was cancelled; draining and replacing its runner`,
+    );
+    runner.state = "draining";
+    runner.drainReason = "stuck";
+    if (runner.liveCalls === 0) void this.retire(runner, "stuck");
+    this.scale();
+  }
+
+  /** Starts (or restarts) the idle countdown of a runner that has nothing to do. */
+  private armIdleTimer(runner: Runner): void {
+    clearTimeout(runner.idleTimer);
+    runner.idleTimer = undefined;
+    if (runner.state !== "ready" || runner.load > 0 || !this.running) return;
+    runner.idleSince = Date.now();
+    const extra = this.runners.activeCount() > this.options.min;
+    const after = extra ? this.options.idleShutdownAfter : this.options.minIdleShutdownAfter;
+    if (!Number.isFinite(after)) return;
+    runner.idleTimer = setTimeout(() => void this.onIdle(runner), after);
+    runner.idleTimer.unref();
+  }
+
+  private async onIdle(runner: Runner): Promise<void> {
+    runner.idleTimer = undefined;
+    if (runner.state !== "ready" || runner.load > 0 || !this.running) return;
+    const extra = this.runners.activeCount() > this.options.min;
+    const idleFor = Date.now() - runner.idleSince;
+    if (!extra && idleFor < this.options.minIdleShutdownAfter) return this.armIdleTimer(runner);
+    // Out of routing before asking, so no call can land on a runner that is deciding to go.
+    runner.state = "draining";
+    runner.drainReason = "idle";
+    const agrees = this.options.idleCheck ? await runner.askIdleCheck(IDLE_CHECK_TIMEOUT) : true;
+    if (runner.state !== "draining") return;
+    if (!agrees) {
+      runner.state = "ready";
+      this.log.debug({ runnerId: runner.id }, "idle check kept the runner up");
+      this.armIdleTimer(runner);
+      this.dispatch();
+      return;
+    }
+    await this.retire(runner, "idle");
+  }
+
+  /** Shuts a runner down through the backend; it leaves the pool with `reason`. */
+  private async retire(runner: Runner, reason: ShrinkReason): Promise<void> {
+    if (runner.state === "stopping" || runner.state === "exited") return;
+    runner.state = "stopping";
+    runner.drainReason = reason;
+    clearTimeout(runner.idleTimer);
+    runner.requestShutdown(reason);
+    await this.terminate(runner);
+    runner.markExited(`shut down (${reason})`);
+  }
+
+  private async terminate(runner: Runner): Promise<void> {
+    if (!runner.provisioned) return;
+    try {
+      await this.backend.terminate(runner.provisioned);
+    } catch (error) {
+      this.log.error({ err: error, runnerId: runner.id }, `could not terminate runner: ${(error as Error).message}`);
+    }
+  }
+
+  private onRunnerExited(runner: Runner, detail: string): void {
+    this.runners.delete(runner);
+    const expected = runner.state === "stopping" || runner.drainReason !== undefined;
+    const reason: ShrinkReason = runner.drainReason ?? "exited";
+    if (!expected) void this.terminate(runner);
+    if (!expected) this.log.warn({ runnerId: runner.id }, `runner exited unexpectedly: ${detail}`);
+    callHook(this.log, "onShrink", () =>
+      this.options.onShrink?.({ name: this.name, count: this.runners.size, runnerId: runner.id, reason }),
+    );
+    if (!this.running) {
+      if (this.runners.totalLoad() === 0) this.drained?.();
+      return;
+    }
+    // Replacements keep the pool at min; an idle shutdown of a min runner is deliberate and not replaced.
+    if (reason !== "idle") this.scale();
+    this.dispatch();
+  }
+
+  /** Stops: fails queued calls, aborts boots, lets calls finish for up to shutdownTimeout, retires every runner. */
+  async shutdown(): Promise<void> {
+    this.running = false;
+    this.backoff.cancel();
+    for (const call of this.queue) call.fail(new PoolStoppedError(this.name));
+    this.queue.clear();
+    this.stopController.abort();
+    for (const runner of this.runners.values()) {
+      clearTimeout(runner.idleTimer);
+      runner.cancelChildren(new PoolStoppedError(this.name));
+    }
+    if (this.runners.totalLoad() > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.shutdownTimeout);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    // Booting runners were aborted above; their boots clean up after themselves.
+    const booted = [...this.runners.values()].filter((runner) => runner.state !== "booting");
+    await Promise.all(booted.map((runner) => this.retire(runner, "stopped")));
+    await Promise.allSettled([...this.boots]);
+    if (this.controlPlane) await (await this.controlPlane.catch(() => undefined))?.release();
+  }
+
+}
+
+/** User hooks never break the pool: their exceptions are logged. */
+export function callHook(log: Logger, name: string, run: () => void): void {
+  try {
+    run();
+  } catch (error) {
+    log.error({ err: error }, `${name} hook threw: ${(error as Error).message}`);
+  }
+}
