@@ -6,7 +6,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { BackendError } from "../errors.js";
 import { agentEntry } from "../package-paths.js";
-import { parseOptions, v } from "../validation.js";
+import * as v from "valibot";
+import { parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
 export interface ProcessBackendOptions {

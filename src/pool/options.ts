@@ -5,7 +5,8 @@
 import type { Backend } from "../backends/backend.js";
 import { InvalidOptionError } from "../errors.js";
 import type { Logger, LogLevel } from "../log.js";
-import { milliseconds, nonNegativeInteger, parseOptions, positiveInteger, v } from "../validation.js";
+import * as v from "valibot";
+import { milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
 export interface GrowInfo {
   name: string;

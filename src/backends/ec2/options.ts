@@ -3,7 +3,8 @@
  * here once. Durations are in milliseconds.
  */
 import { InvalidOptionError } from "../../errors.js";
-import { milliseconds, nonNegativeInteger, parseOptions, v } from "../../validation.js";
+import * as v from "valibot";
+import { milliseconds, nonNegativeInteger, parseOptions } from "../../validation.js";
 
 /** Static AWS credentials, or a function that returns them (e.g. one of `@aws-sdk/credential-providers`). */
 export type Ec2Credentials =

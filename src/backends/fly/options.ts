@@ -4,7 +4,8 @@
  */
 import { agentEntry } from "../../package-paths.js";
 import { InvalidOptionError } from "../../errors.js";
-import { milliseconds, parseOptions, positiveInteger, v } from "../../validation.js";
+import * as v from "valibot";
+import { milliseconds, parseOptions, positiveInteger } from "../../validation.js";
 import type { ProvisionRequest } from "../backend.js";
 
 /** Signals Fly can send a machine to stop it. */
