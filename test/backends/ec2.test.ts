@@ -24,7 +24,7 @@ import { bootScript, ecrRegistry, shellQuote } from "../../src/backends/ec2/user
 import { decodeRunnerEnv, encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { fixtureEntry, makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
-import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
+import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, type MotoServer } from "../support/moto.js";
 import { environmentForFile } from "../support/environment.js";
 import { waitFor } from "../support/processes.js";
 
@@ -179,19 +179,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   });
 
   function backend(options: Partial<Ec2BackendOptions> = {}): Ec2Backend {
-    return new Ec2Backend({
-      region: MOTO_REGION,
-      endpoint: server.endpoint,
-      credentials: MOTO_CREDENTIALS,
-      runnerImage: RUNNER_IMAGE,
-      listenHost: "127.0.0.1",
-      listenPort: 0,
-      parentAddress: "127.0.0.1",
-      env: { FLAME_BUILD_ID: BUILD_ID },
-      statusPollInterval: 100,
-      retryDelay: 50,
-      ...options,
-    } as Ec2BackendOptions);
+    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE, buildId: BUILD_ID }, options);
   }
 
   function hypervisor(options: Partial<Parameters<typeof Ec2Hypervisor.start>[0]> = {}): Ec2Hypervisor {

@@ -33,7 +33,7 @@ import { DEFAULT_IMAGE_PARAMETER, DEFAULT_LISTEN_PORT, resolveEc2Options } from 
 import { ecrRegistry } from "../../src/backends/ec2/user-data.js";
 import { makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
-import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
+import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, type MotoServer } from "../support/moto.js";
 import { environmentForFile } from "../support/environment.js";
 import { AwsQueryClient, type PolicyDocument } from "./aws-query.js";
 import { allowingStatements, policyActions, type AuthorizationRequest } from "./iam.js";
@@ -214,19 +214,7 @@ describe.skipIf(!moto.available && !motoRequired)("the IAM policies against the 
   }
 
   function backend(options: Partial<Ec2BackendOptions>): Ec2Backend {
-    return new Ec2Backend({
-      region: REGION,
-      endpoint: server.endpoint,
-      credentials: PARENT_CREDENTIALS,
-      runnerImage: RUNNER_IMAGE,
-      listenHost: "127.0.0.1",
-      listenPort: 0,
-      parentAddress: "127.0.0.1",
-      env: { FLAME_BUILD_ID: BUILD_ID },
-      statusPollInterval: 100,
-      retryDelay: 50,
-      ...options,
-    } as Ec2BackendOptions);
+    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE, buildId: BUILD_ID, region: REGION, credentials: PARENT_CREDENTIALS }, options);
   }
 
   /** Runs a pool through start (permission check), one call (launch, watch), reap (list) and stop (terminate). */

@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isAlive, waitFor } from "./processes.js";
+import { Ec2Backend, type Ec2BackendOptions } from "../../src/backends/ec2.js";
 
 export const MOTO_INSTALL_HINT = "pip install 'moto[server]'";
 /** CI sets this so that a missing moto fails the EC2 tests instead of skipping them. */
@@ -79,4 +80,28 @@ export async function startMoto(): Promise<MotoServer> {
     await stop();
     throw error;
   }
+}
+
+/**
+ * An Ec2Backend pointed at `endpoint` (moto), with runners dialing back over
+ * loopback and fast polls and retries for tests. `options` override any of it.
+ */
+export function testEc2Backend(
+  endpoint: string,
+  settings: { runnerImage: string; buildId: string; region?: string; credentials?: { accessKeyId: string; secretAccessKey: string } },
+  options: Partial<Ec2BackendOptions> = {},
+): Ec2Backend {
+  return new Ec2Backend({
+    region: settings.region ?? MOTO_REGION,
+    endpoint,
+    credentials: settings.credentials ?? MOTO_CREDENTIALS,
+    runnerImage: settings.runnerImage,
+    listenHost: "127.0.0.1",
+    listenPort: 0,
+    parentAddress: "127.0.0.1",
+    env: { FLAME_BUILD_ID: settings.buildId },
+    statusPollInterval: 100,
+    retryDelay: 50,
+    ...options,
+  } as Ec2BackendOptions);
 }
