@@ -52,6 +52,11 @@ export class Scheduler {
   private controlPlaneUrl: string | undefined;
   private nextRunnerNumber = 1;
   private drained: (() => void) | undefined;
+  /**
+   * Set when one of the min runners idled down (minIdleShutdownAfter): the pool
+   * then stays below min, deliberately, until a call arrives or start()/resize().
+   */
+  private minHeldDown = false;
 
   constructor(settings: SchedulerSettings) {
     this.name = settings.name;
@@ -64,6 +69,7 @@ export class Scheduler {
 
   /** Boots runners until `min` are booted or booting; resolves when those boots end. */
   async growToMin(): Promise<void> {
+    this.minHeldDown = false;
     const boots: Promise<void>[] = [];
     while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
     await Promise.all(boots);
@@ -90,6 +96,7 @@ export class Scheduler {
 
   /** Hands a new call to the least-loaded runner with a free slot, or queues it (the queue keeps FIFO order). */
   submit(call: PendingCall): void {
+    this.minHeldDown = false;
     const runner = this.queue.size === 0 ? this.runners.leastLoaded(this.options.maxConcurrency) : undefined;
     if (runner) this.place(call, runner);
     else this.enqueue(call);
@@ -154,12 +161,13 @@ export class Scheduler {
   /** Boots what the queue and `min` need, within `max`, unless a failed boot is backing off. */
   private scale(): void {
     if (!this.running || this.backoff.waiting) return;
+    const min = this.minHeldDown ? 0 : this.options.min;
     let active = this.runners.activeCount();
     // The common case on the per-call path: nobody waits and min is met.
-    if (this.queue.size === 0 && active >= this.options.min) return;
+    if (this.queue.size === 0 && active >= min) return;
     const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
     let needed = Math.ceil(this.queue.size / perRunner) - this.runners.bootingCount();
-    while ((needed > 0 || active < this.options.min) && active < this.options.max) {
+    while ((needed > 0 || active < min) && active < this.options.max) {
       void this.boot().catch(() => undefined);
       needed -= 1;
       active += 1;
@@ -308,6 +316,8 @@ export class Scheduler {
       this.dispatch();
       return;
     }
+    // A min runner idling down is deliberate: it is not replaced until there is demand.
+    if (!extra) this.minHeldDown = true;
     await this.retire(runner, "idle");
   }
 
@@ -344,8 +354,7 @@ export class Scheduler {
       if (this.runners.totalLoad() === 0) this.drained?.();
       return;
     }
-    // Replacements keep the pool at min; an idle shutdown of a min runner is deliberate and not replaced.
-    if (reason !== "idle") this.scale();
+    // Queued calls go to other runners; replacements keep the pool at min (unless min is held down).
     this.dispatch();
   }
 

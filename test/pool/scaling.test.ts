@@ -95,6 +95,28 @@ describe("scaling", () => {
     await expect(p.resize({ min: 2, max: 1 })).rejects.toThrow(/min \(2\) is greater than max \(1\)/);
   });
 
+  it("min runners stay up by default, shut down after minIdleShutdownAfter when set, and come back on demand", async () => {
+    const shrinks: ShrinkInfo[] = [];
+    const kept = pool({ name: "min-kept", min: 1, max: 1, idleShutdownAfter: 50 });
+    await kept.pool.start();
+    const { pool: p, whoami } = pool({
+      name: "min-idle",
+      min: 1,
+      max: 1,
+      idleShutdownAfter: 50,
+      minIdleShutdownAfter: 300,
+      onShrink: (info) => shrinks.push(info),
+    });
+    await p.start();
+    await waitFor(() => shrinks.length === 1, "the min runner to idle down after minIdleShutdownAfter");
+    expect(shrinks[0]!.reason).toBe("idle");
+    // Deliberate: not replaced while nothing is asked of the pool.
+    expect(p.stats().runners.booting + p.stats().runners.ready).toBe(0);
+    await expect(whoami()).resolves.toMatchObject({ isRunner: true });
+    // The pool without minIdleShutdownAfter kept its min runner all along (idleShutdownAfter applies above min only).
+    expect(kept.pool.stats().runners.ready).toBe(1);
+  });
+
   it("a runner does not idle down while a placed child lives on it", async () => {
     const { pool: p, waitForAbort } = pool({ name: "child-idle", max: 1, idleShutdownAfter: 100 });
     const child = await p.placeChild(waitForAbort, []);
