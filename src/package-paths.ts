@@ -13,21 +13,36 @@ const here = fileURLToPath(import.meta.url);
 /** Running from TypeScript sources (tests, tsx) rather than the built dist/. */
 const fromSource = here.endsWith(".ts");
 
-function findPackageRoot(start: string): string {
-  let directory = dirname(start);
+/** A package.json found walking up; `manifest` is undefined when it could not be parsed. */
+export interface FoundManifest {
+  directory: string;
+  manifest: { name?: string; version?: string } | undefined;
+}
+
+/** The package.json files in `directory` and its ancestors, nearest first. */
+export function* packageManifestsAbove(directory: string): Generator<FoundManifest> {
   for (;;) {
-    const manifest = join(directory, "package.json");
-    if (existsSync(manifest)) {
+    const path = join(directory, "package.json");
+    if (existsSync(path)) {
+      let manifest: FoundManifest["manifest"];
       try {
-        if ((JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "flame-ts") return directory;
+        manifest = JSON.parse(readFileSync(path, "utf8")) as FoundManifest["manifest"];
       } catch {
-        // An unreadable package.json is not ours; keep walking.
+        manifest = undefined;
       }
+      yield { directory, manifest };
     }
     const parent = dirname(directory);
-    if (parent === directory) throw new Error(`flame-ts cannot find its own package.json above ${start}`);
+    if (parent === directory) return;
     directory = parent;
   }
+}
+
+function findPackageRoot(start: string): string {
+  for (const { directory, manifest } of packageManifestsAbove(dirname(start))) {
+    if (manifest?.name === "flame-ts") return directory;
+  }
+  throw new Error(`flame-ts cannot find its own package.json above ${start}`);
 }
 
 let root: string | undefined;

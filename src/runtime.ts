@@ -6,9 +6,9 @@
  * end up with two copies of this module (its own `flame-ts` import and the
  * runner agent's): both must see the same pools.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { Backend } from "./backends/backend.js";
+import { packageManifestsAbove } from "./package-paths.js";
 
 /** What the runner agent knows about itself. */
 export interface RunnerIdentity {
@@ -96,19 +96,8 @@ const versionCache = new Map<string, string | undefined>();
 
 function nearestPackageVersion(directory: string): string | undefined {
   if (versionCache.has(directory)) return versionCache.get(directory);
-  let version: string | undefined;
-  const manifest = join(directory, "package.json");
-  if (existsSync(manifest)) {
-    try {
-      const parsed = JSON.parse(readFileSync(manifest, "utf8")) as { name?: string; version?: string };
-      version = parsed.name ? `${parsed.name}@${parsed.version ?? "0.0.0"}` : parsed.version;
-    } catch {
-      version = undefined;
-    }
-  } else {
-    const parent = dirname(directory);
-    version = parent === directory ? undefined : nearestPackageVersion(parent);
-  }
+  const nearest = packageManifestsAbove(directory).next().value?.manifest;
+  const version = nearest?.name ? `${nearest.name}@${nearest.version ?? "0.0.0"}` : nearest?.version;
   versionCache.set(directory, version);
   return version;
 }

@@ -20,6 +20,7 @@ import { InstanceWatch } from "./ec2/instance-watch.js";
 import { resolveEc2Options, type Ec2BackendOptions, type ResolvedEc2Options } from "./ec2/options.js";
 import { clientToken, EC2_TAGS, runInstancesInput, runnerTags } from "./ec2/run-instances.js";
 import { bootScript, USER_DATA_LIMIT } from "./ec2/user-data.js";
+import { sleep } from "../retry.js";
 
 export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
 export { clientToken, EC2_TAGS };
@@ -319,19 +320,4 @@ export class Ec2Backend implements Backend {
 /** IPv6 addresses go in brackets inside a URL. */
 function urlHost(address: string): string {
   return address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

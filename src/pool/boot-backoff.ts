@@ -1,9 +1,10 @@
 /**
- * Exponential backoff between failed boots, with jitter so that many pools
- * failing together do not retry in lockstep. Remembers the last failure (to
- * explain timeouts) and how long boots take (to judge whether a retry can
- * still serve a waiting caller in time).
+ * Backoff between failed boots (retry.ts' backoffDelay, the cap raised for
+ * slow boots). Remembers the last failure (to explain timeouts) and how long
+ * boots take (to judge whether a retry can still serve a waiting caller in time).
  */
+import { backoffDelay } from "../retry.js";
+
 const BASE_DELAY = 100;
 const MAX_DELAY = 5_000;
 
@@ -29,8 +30,7 @@ export class BootBackoff {
     this.lastDuration = duration;
     this.consecutiveFailures += 1;
     // Slow boots that fail (a machine billed per minute) are not retried faster than they fail.
-    const ceiling = Math.min(BASE_DELAY * 2 ** (this.consecutiveFailures - 1), Math.max(MAX_DELAY, duration));
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+    return backoffDelay(this.consecutiveFailures, BASE_DELAY, Math.max(MAX_DELAY, duration));
   }
 
   /** Runs `retry` after `delay`; while waiting, `waiting` is true. */

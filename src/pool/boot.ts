@@ -10,7 +10,7 @@ import type { ControlPlane } from "../control-plane/listener.js";
 import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeMessage, encodeMessage } from "../protocol/codec.js";
-import { DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION, type HelloMessage, type RunnerMessage } from "../protocol/messages.js";
+import { PROTOCOL_VERSION, type HelloMessage, type RunnerMessage } from "../protocol/messages.js";
 import { encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import type { Runner } from "./runner.js";
 
@@ -102,12 +102,12 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     const hello = await Promise.race([connection.hello, aborted, ...(crashed ? [crashed] : [])]);
     checkHello(hello, runner.id, context);
     if (socket.readyState !== socket.OPEN) throw new BootError(`runner ${runner.id} closed its connection right after saying hello`);
-    socket.send(encodeMessage({ type: "welcome" }, DEFAULT_MAX_PAYLOAD));
+    socket.send(encodeMessage({ type: "welcome" }));
     return attachReady(runner, socket, context);
   } catch (error) {
     const failure = asBootError(error, runner.id, context);
     if (socket && failure instanceof VersionMismatchError) {
-      socket.send(encodeMessage({ type: "refuse", reason: failure.message }, DEFAULT_MAX_PAYLOAD));
+      socket.send(encodeMessage({ type: "refuse", reason: failure.message }));
       socket.close(4000, "refused");
     } else {
       socket?.terminate();
@@ -188,7 +188,8 @@ async function terminateQuietly(context: BootContext, provisioned: ProvisionedRu
 /** Whether another attempt may succeed after this boot failure. */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof VersionMismatchError) return false;
-  if (error instanceof BootError && !error.retryable) return false;
-  const cause = error instanceof BootError ? error.cause : error;
-  return cause instanceof BackendError ? cause.retryable : true;
+  // A BootError carries its backend's retryability (asBootError); a BackendError can also come
+  // straight from the backend's controlPlane() lookup, before bootRunner wraps anything.
+  if (error instanceof BootError || error instanceof BackendError) return error.retryable;
+  return true;
 }

@@ -10,7 +10,6 @@ import { ProcessBackend } from "../backends/process.js";
 import { CallAbortedError, InvalidOptionError, PoolStoppedError } from "../errors.js";
 import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
-import { DEFAULT_MAX_PAYLOAD } from "../protocol/messages.js";
 import { appVersion, isRunner, registerPool, unregisterPool, type RegisteredPool } from "../runtime.js";
 import { isDefinedFunction, type AnyDefinedFunction, type CallArgs, type DefinedFunction } from "./function.js";
 import {
@@ -217,7 +216,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       this.assertRunning();
       if (callOptions.signal?.aborted) throw new CallAbortedError(fn.functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
-      const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child }, DEFAULT_MAX_PAYLOAD);
+      const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child });
       return new Promise((resolve, reject) => {
         const call = new PendingCall(
           callId,

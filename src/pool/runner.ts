@@ -11,7 +11,6 @@ import type { ShrinkReason } from "./options.js";
 import { decodeMessage, encodeMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
 import {
-  DEFAULT_MAX_PAYLOAD,
   type CancelMessage,
   type ParentMessage,
   type ResultMessage,
@@ -48,8 +47,6 @@ export interface RunnerEvents {
 export class Runner {
   state: RunnerState = "booting";
   provisioned: ProvisionedRunner | undefined;
-  /** Calls served since boot, for singleUse and stats. */
-  callsStarted = 0;
   idleTimer: NodeJS.Timeout | undefined;
   idleSince = Date.now();
   /** Why the pool took this runner out of routing, if it did. */
@@ -57,7 +54,6 @@ export class Runner {
 
   private socket: WebSocket | undefined;
   private readonly inFlight = new Map<number, InFlightCall>();
-  private childCount = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private missedPongs = 0;
   private idleCheckReplies = new Map<number, (shutdown: boolean) => void>();
@@ -82,10 +78,6 @@ export class Runner {
     return live;
   }
 
-  get hasChildren(): boolean {
-    return this.childCount > 0;
-  }
-
   /** Fails every placed child with `error` and aborts it on the runner (the pool is stopping). */
   cancelChildren(error: Error): void {
     for (const call of this.inFlight.values()) {
@@ -96,9 +88,9 @@ export class Runner {
   }
 
   /** Takes over the authenticated socket once the runner said hello. */
-  attach(socket: WebSocket, heartbeatInterval: number, onMessage?: (message: RunnerMessage) => void): void {
+  attach(socket: WebSocket, heartbeatInterval: number): void {
     this.socket = socket;
-    socket.on("message", (data: Buffer) => this.receive(data, onMessage));
+    socket.on("message", (data: Buffer) => this.receive(data));
     socket.on("close", (code, reason) => this.markExited(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
     socket.on("error", (error) => this.log.debug({ err: error }, "runner socket error"));
     socket.on("pong", () => {
@@ -122,8 +114,6 @@ export class Runner {
   /** Sends an already-encoded call frame and tracks it. */
   startCall(call: InFlightCall, frame: Buffer): void {
     this.inFlight.set(call.callId, call);
-    if (call.child) this.childCount += 1;
-    this.callsStarted += 1;
     sendCoalesced(this.socket!, frame);
   }
 
@@ -162,7 +152,7 @@ export class Runner {
 
   send(message: ParentMessage): boolean {
     if (!this.socket || this.socket.readyState !== this.socket.OPEN) return false;
-    sendCoalesced(this.socket, encodeMessage(message, DEFAULT_MAX_PAYLOAD));
+    sendCoalesced(this.socket, encodeMessage(message));
     return true;
   }
 
@@ -176,7 +166,6 @@ export class Runner {
     for (const finish of this.idleCheckReplies.values()) finish(true);
     const calls = [...this.inFlight.values()];
     this.inFlight.clear();
-    this.childCount = 0;
     for (const call of calls) {
       clearTimeout(call.graceTimer);
       if (!call.abandoned) call.settle(new RunnerExitedError(this.id, detail));
@@ -184,7 +173,7 @@ export class Runner {
     this.events.exited(this, detail);
   }
 
-  private receive(data: Buffer, onMessage?: (message: RunnerMessage) => void): void {
+  private receive(data: Buffer): void {
     let message: RunnerMessage;
     try {
       message = decodeMessage<RunnerMessage>(data);
@@ -201,7 +190,7 @@ export class Runner {
       case "idle-check-reply":
         return this.idleCheckReplies.get(message.checkId)?.(message.shutdown);
       default:
-        onMessage?.(message);
+        this.log.debug({ type: message.type }, "ignored an unexpected message from the runner");
     }
   }
 
@@ -209,7 +198,6 @@ export class Runner {
     const call = this.inFlight.get(message.callId);
     if (!call) return;
     this.inFlight.delete(message.callId);
-    if (call.child) this.childCount -= 1;
     clearTimeout(call.graceTimer);
     if (!call.abandoned) call.settle(message);
     this.events.callFinished(this);

@@ -7,13 +7,13 @@
  */
 import { deserialize, serialize } from "node:v8";
 import { SerializationError } from "../errors.js";
-import type { ParentMessage, RunnerMessage, SerializedError } from "./messages.js";
+import { DEFAULT_MAX_PAYLOAD, type ParentMessage, type RunnerMessage, type SerializedError } from "./messages.js";
 
 /**
  * Encodes one message into a binary frame. Throws `SerializationError` when a
  * value cannot be cloned or the frame exceeds `maxPayload`, before anything is sent.
  */
-export function encodeMessage(message: ParentMessage | RunnerMessage, maxPayload: number): Buffer {
+export function encodeMessage(message: ParentMessage | RunnerMessage, maxPayload = DEFAULT_MAX_PAYLOAD): Buffer {
   let frame: Buffer;
   try {
     frame = serialize(message);

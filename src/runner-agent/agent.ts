@@ -231,7 +231,7 @@ export class Agent {
   private send(message: RunnerMessage): boolean {
     const socket = this.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    sendCoalesced(socket, encodeMessage(message, DEFAULT_MAX_PAYLOAD));
+    sendCoalesced(socket, encodeMessage(message));
     return true;
   }
 

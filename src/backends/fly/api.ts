@@ -6,6 +6,7 @@
  */
 import type * as Undici from "undici";
 import { BackendError } from "../../errors.js";
+import { backoffDelay, sleep } from "../../retry.js";
 
 /** What came back from one request. */
 export interface FlyResponse {
@@ -228,26 +229,4 @@ export function parseRetryAfter(value: string | undefined): number | undefined {
   if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1_000);
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-/** Exponential backoff with jitter: attempt 1 waits 100-200 ms, doubling up to 2.5-5 s. */
-export function backoffDelay(attempt: number, base = 200, cap = 5_000): number {
-  const ceiling = Math.min(cap, base * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -4,7 +4,8 @@
  * watch that tells a booting runner's pool when its machine is gone.
  */
 import type { ProvisionRequest } from "../backend.js";
-import { backoffDelay, FlyApiError, NoResponseError, sleep, type FlyApiClient, type FlyResponse } from "./api.js";
+import { backoffDelay, sleep } from "../../retry.js";
+import { FlyApiError, NoResponseError, type FlyApiClient, type FlyResponse } from "./api.js";
 import { METADATA } from "./options.js";
 import { TokenBucket } from "./token-bucket.js";
 
