@@ -140,7 +140,10 @@ export class RemoteError extends FlameError {
     this.remoteStack = remote.stack;
     this.remoteCode = remote.properties?.code;
     for (const [key, value] of Object.entries(remote.properties ?? {})) {
-      if (!RESERVED_PROPERTIES.has(key) && !(key in this)) (this as Record<string, unknown>)[key] = value;
+      // Defined, not assigned: a remote property named "__proto__" must not become this error's prototype.
+      if (!RESERVED_PROPERTIES.has(key) && !(key in this)) {
+        Object.defineProperty(this, key, { value, enumerable: true, writable: true, configurable: true });
+      }
     }
     if (remote.stack) this.stack = `${this.name} [${remote.name}]: ${remote.message}\n${stackFrames(remote.stack)}`;
   }

@@ -30,7 +30,7 @@ export class LocalBackend implements Backend {
     });
     this.runners.set(request.runnerId, { agent, pool: request.pool, parentId: request.parentId });
     agent.connect().then(
-      (socket) => agent.serve(socket),
+      () => agent.serve(),
       () => undefined,
     );
     const exited = agent.done.then((end) => {

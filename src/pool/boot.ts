@@ -9,8 +9,8 @@ import type { Backend, ProvisionedRunner } from "../backends/backend.js";
 import type { ControlPlane } from "../control-plane/listener.js";
 import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { decodeMessage, encodeMessage } from "../protocol/codec.js";
-import { PROTOCOL_VERSION, type HelloMessage, type RunnerMessage } from "../protocol/messages.js";
+import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
+import { PROTOCOL_VERSION, type HelloMessage } from "../protocol/messages.js";
 import { encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import type { Runner } from "./runner.js";
 
@@ -41,7 +41,10 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   const connected = new Promise<{ socket: WebSocket; hello: Promise<HelloMessage> }>((resolve) => (resolveConnected = resolve));
   // The runner may connect before the provider has answered the create (a slow or lost
   // response): listen for its hello from the first moment, or it would be missed.
+  let stopPinging: (() => void) | undefined;
   const withdraw = context.controlPlane.expect(runner.id, token, (socket) => {
+    // The runner judges its parent's liveness from the moment its socket opens.
+    stopPinging = pingUntilAttached(socket, context.heartbeatInterval);
     const hello = readHello(socket, runner.id);
     hello.catch(() => undefined);
     resolveConnected({ socket, hello });
@@ -116,6 +119,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     if (provisioned) await terminateQuietly(context, provisioned);
     throw failure;
   } finally {
+    stopPinging?.();
     clearTimeout(timer);
     withdraw();
     context.signal.removeEventListener("abort", onPoolAbort);
@@ -127,14 +131,23 @@ function attachReady(runner: Runner, socket: WebSocket, context: BootContext): v
   runner.state = "ready";
 }
 
+/** Pings a connected runner until the Runner takes over its heartbeat. */
+function pingUntilAttached(socket: WebSocket, interval: number): () => void {
+  const pinger = setInterval(() => {
+    if (socket.readyState === socket.OPEN) socket.ping();
+  }, interval);
+  pinger.unref();
+  return () => clearInterval(pinger);
+}
+
 function readHello(socket: WebSocket, runnerId: string): Promise<HelloMessage> {
   return new Promise((resolve, reject) => {
     const onClose = () => reject(new BootError(`runner ${runnerId} closed its connection before saying hello`));
     socket.once("close", onClose);
-    socket.once("message", (data: Buffer) => {
+    socket.once("message", (data: Buffer, isBinary: boolean) => {
       socket.off("close", onClose);
       try {
-        const message = decodeMessage<RunnerMessage>(data);
+        const message = decodeRunnerMessage(isBinary ? data : undefined);
         if (message.type !== "hello") throw new Error(`expected hello, got ${message.type}`);
         resolve(message);
       } catch (error) {

@@ -78,7 +78,7 @@ export class PendingCall implements InFlightCall {
   settle(result: ResultMessage | Error): void {
     if (result instanceof Error) return this.fail(result);
     if (result.ok) return this.succeed(result.value);
-    this.fail(toError(result.error!, this.poolName, this.functionId));
+    this.fail(toError(result.error, this.poolName, this.functionId));
   }
 
   fail(error: Error): void {

@@ -8,10 +8,11 @@ import type { ProvisionedRunner } from "../backends/backend.js";
 import { RunnerExitedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ShrinkReason } from "./options.js";
-import { decodeMessage, encodeMessage } from "../protocol/codec.js";
+import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
 import {
   type CancelMessage,
+  type LogMessage,
   type ParentMessage,
   type ResultMessage,
   type RunnerMessage,
@@ -90,7 +91,7 @@ export class Runner {
   /** Takes over the authenticated socket once the runner said hello. */
   attach(socket: WebSocket, heartbeatInterval: number): void {
     this.socket = socket;
-    socket.on("message", (data: Buffer) => this.receive(data));
+    socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));
     socket.on("close", (code, reason) => this.markExited(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
     socket.on("error", (error) => this.log.debug({ err: error }, "runner socket error"));
     socket.on("pong", () => {
@@ -173,24 +174,34 @@ export class Runner {
     this.events.exited(this, detail);
   }
 
-  private receive(data: Buffer): void {
+  /** Every frame is checked before use; one that breaks the protocol ends this runner's connection, nothing else. */
+  private receive(data: Buffer | undefined): void {
     let message: RunnerMessage;
     try {
-      message = decodeMessage<RunnerMessage>(data);
+      message = decodeRunnerMessage(data);
     } catch (error) {
-      this.log.error({ err: error }, "undecodable frame from runner; closing its connection");
-      this.socket?.terminate();
+      this.log.error({}, `runner ${this.id} broke the protocol (${(error as Error).message}); closing its connection`);
+      this.markExited(`it broke the protocol: ${(error as Error).message}`);
       return;
     }
     switch (message.type) {
       case "result":
         return this.finishCall(message);
       case "log":
-        return this.log[message.level]({ stream: "runner" }, message.text);
+        return this.forwardLog(message.level, message.text);
       case "idle-check-reply":
         return this.idleCheckReplies.get(message.checkId)?.(message.shutdown);
       default:
         this.log.debug({ type: message.type }, "ignored an unexpected message from the runner");
+    }
+  }
+
+  /** The user's logger runs inside a socket handler: if it throws, the process must not go down with it. */
+  private forwardLog(level: LogMessage["level"], text: string): void {
+    try {
+      this.log[level]({ stream: "runner" }, text);
+    } catch {
+      // A logger that cannot log has nowhere to report that either.
     }
   }
 

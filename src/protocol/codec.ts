@@ -1,13 +1,56 @@
 /**
- * Encoding of protocol messages. V8's serializer (the structured-clone
- * algorithm Node ships) is used because it already round-trips what users pass
- * around - Date, Map, Set, BigInt, RegExp, typed arrays and Buffers as raw
- * bytes, undefined, cycles - and refuses functions and symbols, at native
- * speed and with no dependency.
+ * Encoding and decoding of protocol frames. Values are written with V8's
+ * serializer (the structured-clone algorithm Node ships) because it already
+ * round-trips what users pass around - Date, Map, Set, BigInt, RegExp, typed
+ * arrays and Buffers as raw bytes, undefined, cycles - and refuses functions
+ * and symbols, at native speed and with no dependency.
+ *
+ * A frame is one kind byte, then a V8 stream:
+ *   CONTROL  [0] header, message                      (hello, log, cancel, ...)
+ *   CALL     [1] header, callId, flags, functionId, args
+ *   RESULT   [2] header, callId, ok, value | error
+ * Calls and results carry their id ahead of the user's values, so a value
+ * that cannot be decoded (V8 encodes objects nested deeper than it can
+ * decode) fails only its own call, never the connection. A frame whose first
+ * byte is V8's version tag (0xFF) is a protocol-1 message: only its hello is
+ * read, so an old runner meets a version mismatch rather than garbage.
+ *
+ * Decoding checks every frame's shape (validate.ts) before anyone reads it;
+ * a frame that fails throws ProtocolError, and its connection must be closed.
  */
-import { deserialize, serialize } from "node:v8";
+import { DefaultDeserializer, DefaultSerializer, deserialize } from "node:v8";
 import { SerializationError } from "../errors.js";
-import { DEFAULT_MAX_PAYLOAD, type ParentMessage, type RunnerMessage, type SerializedError } from "./messages.js";
+import {
+  DEFAULT_MAX_PAYLOAD,
+  PROTOCOL_VERSION,
+  type CallMessage,
+  type ParentMessage,
+  type ResultMessage,
+  type RunnerMessage,
+} from "./messages.js";
+import {
+  id,
+  ProtocolError,
+  validateHello,
+  validateParentControl,
+  validateRunnerControl,
+  validateSerializedError,
+} from "./validate.js";
+
+const KIND_CONTROL = 0;
+const KIND_CALL = 1;
+const KIND_RESULT = 2;
+const KIND_PROTOCOL_1 = 0xff;
+
+const CALL_IS_CHILD = 1;
+const KIND_BYTES = [Buffer.of(KIND_CONTROL), Buffer.of(KIND_CALL), Buffer.of(KIND_RESULT)] as const;
+
+/** Longest function id on the wire (ids are defined with at most 200 characters). */
+const MAX_FUNCTION_ID = 1_000;
+
+/** A call as the runner decodes it: `argsError` is set when its arguments could not be decoded. */
+export type DecodedCall = CallMessage & { argsError?: string };
+export type DecodedParentMessage = Exclude<ParentMessage, CallMessage> | DecodedCall;
 
 /**
  * Encodes one message into a binary frame. Throws `SerializationError` when a
@@ -16,22 +59,158 @@ import { DEFAULT_MAX_PAYLOAD, type ParentMessage, type RunnerMessage, type Seria
 export function encodeMessage(message: ParentMessage | RunnerMessage, maxPayload = DEFAULT_MAX_PAYLOAD): Buffer {
   let frame: Buffer;
   try {
-    frame = serialize(message);
+    frame = serializeFrame(message);
   } catch (error) {
-    throw new SerializationError(`cannot serialize ${describe(message)}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    throw new SerializationError(`cannot serialize ${describe(message)}: ${(error as Error).message}`, { cause: error });
   }
   if (frame.byteLength > maxPayload) {
-    throw new SerializationError(
-      `${describe(message)} is ${frame.byteLength} bytes, over maxPayload (${maxPayload} bytes)`,
-    );
+    throw new SerializationError(`${describe(message)} is ${frame.byteLength} bytes, over maxPayload (${maxPayload} bytes)`);
   }
   return frame;
 }
 
-export function decodeMessage<T extends ParentMessage | RunnerMessage>(frame: Buffer): T {
-  return deserialize(frame) as T;
+function serializeFrame(message: ParentMessage | RunnerMessage): Buffer {
+  const serializer = new DefaultSerializer();
+  switch (message.type) {
+    case "call":
+      serializer.writeRawBytes(KIND_BYTES[KIND_CALL]);
+      serializer.writeHeader();
+      serializer.writeDouble(message.callId);
+      serializer.writeUint32(message.child ? CALL_IS_CHILD : 0);
+      serializer.writeValue(message.functionId);
+      serializer.writeValue(message.args);
+      break;
+    case "result":
+      serializer.writeRawBytes(KIND_BYTES[KIND_RESULT]);
+      serializer.writeHeader();
+      serializer.writeDouble(message.callId);
+      serializer.writeUint32(message.ok ? 1 : 0);
+      serializer.writeValue(message.ok ? message.value : message.error);
+      break;
+    default:
+      serializer.writeRawBytes(KIND_BYTES[KIND_CONTROL]);
+      serializer.writeHeader();
+      serializer.writeValue(message);
+  }
+  return serializer.releaseBuffer();
+}
+
+/** Decodes and checks a frame from a runner. Throws ProtocolError when it is not a valid message. */
+export function decodeRunnerMessage(frame: unknown): RunnerMessage {
+  const reader = openFrame(frame);
+  if (reader.kind === KIND_RESULT) return readResult(reader.deserializer);
+  if (reader.kind === KIND_CONTROL) return validateRunnerControl(readEnvelope(reader.deserializer), PROTOCOL_VERSION);
+  if (reader.kind === KIND_PROTOCOL_1) return readLegacyHello(frame as Buffer);
+  throw new ProtocolError(`a runner sent a frame of unknown kind ${reader.kind}`);
+}
+
+/** Decodes and checks a frame from the parent. Throws ProtocolError when it is not a valid message. */
+export function decodeParentMessage(frame: unknown): DecodedParentMessage {
+  const reader = openFrame(frame);
+  if (reader.kind === KIND_CALL) return readCall(reader.deserializer);
+  if (reader.kind === KIND_CONTROL) return validateParentControl(readEnvelope(reader.deserializer));
+  throw new ProtocolError(`the parent sent a frame of unknown kind ${reader.kind}`);
+}
+
+function openFrame(frame: unknown): { kind: number; deserializer: DefaultDeserializer } {
+  if (!Buffer.isBuffer(frame)) throw new ProtocolError("a frame is not binary");
+  if (frame.byteLength < 2) throw new ProtocolError(`a frame of ${frame.byteLength} bytes is too short`);
+  const kind = frame[0]!;
+  const deserializer = new DefaultDeserializer(frame);
+  if (kind === KIND_PROTOCOL_1) return { kind, deserializer };
+  try {
+    deserializer.readRawBytes(1);
+    deserializer.readHeader();
+  } catch (error) {
+    throw new ProtocolError(`a frame has no valid header: ${(error as Error).message}`);
+  }
+  return { kind, deserializer };
+}
+
+/** The parts the protocol itself wrote: a failure here means the peer is broken, not the user's value. */
+function readEnvelope(deserializer: DefaultDeserializer): unknown {
+  try {
+    return deserializer.readValue();
+  } catch (error) {
+    throw new ProtocolError(`a frame could not be decoded: ${(error as Error).message}`);
+  }
+}
+
+function readNumber(deserializer: DefaultDeserializer, what: string): number {
+  try {
+    return deserializer.readDouble();
+  } catch {
+    throw new ProtocolError(`a frame is truncated before its ${what}`);
+  }
+}
+
+function readFlags(deserializer: DefaultDeserializer, what: string): number {
+  try {
+    return deserializer.readUint32();
+  } catch {
+    throw new ProtocolError(`a frame is truncated before its ${what}`);
+  }
+}
+
+function readCall(deserializer: DefaultDeserializer): DecodedCall {
+  const callId = id(readNumber(deserializer, "call id"), "call.callId");
+  const flags = readFlags(deserializer, "call flags");
+  if (flags > CALL_IS_CHILD) throw new ProtocolError(`call ${callId} has unknown flags ${flags}`);
+  const functionId = readEnvelope(deserializer);
+  if (typeof functionId !== "string" || functionId.length === 0 || functionId.length > MAX_FUNCTION_ID) {
+    throw new ProtocolError(`call ${callId} has no valid function id`);
+  }
+  const call: DecodedCall = { type: "call", callId, functionId, args: [] };
+  if (flags & CALL_IS_CHILD) call.child = true;
+  let args: unknown;
+  try {
+    args = deserializer.readValue();
+  } catch (error) {
+    call.argsError = `the runner could not decode the arguments of "${functionId}": ${(error as Error).message}`;
+    return call;
+  }
+  if (!Array.isArray(args)) throw new ProtocolError(`call ${callId} has arguments that are not an array`);
+  call.args = args;
+  return call;
+}
+
+function readResult(deserializer: DefaultDeserializer): ResultMessage {
+  const callId = id(readNumber(deserializer, "call id"), "result.callId");
+  const ok = readFlags(deserializer, "result status");
+  if (ok > 1) throw new ProtocolError(`result ${callId} has an unknown status ${ok}`);
+  let payload: unknown;
+  try {
+    payload = deserializer.readValue();
+  } catch (error) {
+    // The runner encoded a value this side cannot decode: that call fails, the connection stays.
+    return {
+      type: "result",
+      callId,
+      ok: false,
+      error: {
+        kind: "serialization",
+        name: "SerializationError",
+        message: `the parent could not decode the result: ${(error as Error).message}`,
+      },
+    };
+  }
+  if (ok === 1) return { type: "result", callId, ok: true, value: payload };
+  return { type: "result", callId, ok: false, error: validateSerializedError(payload) };
+}
+
+/** Reads a protocol-1 hello, only so that the version check can refuse the runner by name. */
+function readLegacyHello(frame: Buffer): RunnerMessage {
+  let message: unknown;
+  try {
+    message = deserialize(frame);
+  } catch (error) {
+    throw new ProtocolError(`a frame could not be decoded: ${(error as Error).message}`);
+  }
+  const fields = message as Record<string, unknown> | null;
+  if (typeof fields !== "object" || fields === null || fields.type !== "hello") {
+    throw new ProtocolError("a runner sent a protocol-1 frame that is not a hello");
+  }
+  return validateHello(fields, PROTOCOL_VERSION);
 }
 
 function describe(message: ParentMessage | RunnerMessage): string {
@@ -42,57 +221,5 @@ function describe(message: ParentMessage | RunnerMessage): string {
       return "the result";
     default:
       return `the ${message.type} message`;
-  }
-}
-
-/** Turns anything thrown into a SerializedError, keeping what can be kept. */
-export function serializeError(
-  thrown: unknown,
-  kind: SerializedError["kind"] = "thrown",
-  depth = 0,
-): SerializedError {
-  if (!(thrown instanceof Error)) {
-    return { kind, name: "NonErrorThrown", message: safeString(thrown), properties: cloneable({ value: thrown }) };
-  }
-  const properties: Record<string, unknown> = {};
-  for (const key of Object.keys(thrown)) {
-    if (key === "cause") continue;
-    properties[key] = (thrown as unknown as Record<string, unknown>)[key];
-  }
-  const serialized: SerializedError = {
-    kind,
-    name: thrown.name,
-    message: thrown.message,
-    stack: thrown.stack,
-    properties: cloneable(properties),
-  };
-  if (thrown.cause !== undefined && depth < 8) {
-    serialized.cause =
-      thrown.cause instanceof Error
-        ? serializeError(thrown.cause, "thrown", depth + 1)
-        : (cloneable({ value: thrown.cause }) as { value: unknown });
-  }
-  return serialized;
-}
-
-/** Keeps only the entries that survive structured clone, so one odd property never loses the error. */
-function cloneable(record: Record<string, unknown>): Record<string, unknown> {
-  const kept: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(record)) {
-    try {
-      serialize(value);
-      kept[key] = value;
-    } catch {
-      kept[key] = safeString(value);
-    }
-  }
-  return kept;
-}
-
-function safeString(value: unknown): string {
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
   }
 }

@@ -5,7 +5,7 @@
  * Bump PROTOCOL_VERSION on any incompatible change: a runner whose version
  * differs is refused at hello.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** HTTP headers the runner sends on the WebSocket upgrade. */
 export const RUNNER_ID_HEADER = "x-flame-runner";
@@ -40,13 +40,9 @@ export interface HelloMessage {
   entryError?: string;
 }
 
-export interface ResultMessage {
-  type: "result";
-  callId: number;
-  ok: boolean;
-  value?: unknown;
-  error?: SerializedError;
-}
+export type ResultMessage =
+  | { type: "result"; callId: number; ok: true; value: unknown }
+  | { type: "result"; callId: number; ok: false; error: SerializedError };
 
 export interface LogMessage {
   type: "log";

@@ -1,20 +1,25 @@
 /**
  * The runner's side of the connection: dial the parent, authenticate, say
  * hello, run calls, and end when the parent says so or is gone. It never
- * exits the process itself (main.ts does), so LocalBackend can run it in the
+ * exits the process itself (run.ts does), so LocalBackend can run it in the
  * parent's own process.
+ *
+ * The parent is a peer like any other: every frame it sends is checked
+ * before use, nothing it sends before its welcome is executed, and from the
+ * moment the socket opens there is a liveness check, so a silent or broken
+ * parent always ends the agent.
  */
 import { WebSocket } from "ws";
-import { decodeMessage, encodeMessage, serializeError } from "../protocol/codec.js";
+import { decodeParentMessage, encodeMessage, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
+import { serializeError } from "../protocol/serialized-error.js";
 import { CallCancellation } from "./call-context.js";
 import {
   AUTHORIZATION_HEADER,
   DEFAULT_MAX_PAYLOAD,
   PROTOCOL_VERSION,
   RUNNER_ID_HEADER,
-  type CallMessage,
-  type ParentMessage,
+  type ResultMessage,
   type RunnerMessage,
 } from "../protocol/messages.js";
 import type { RunnerBootInfo } from "../protocol/runner-env.js";
@@ -29,18 +34,28 @@ export interface AgentOptions {
   report?: (message: string) => void;
 }
 
-/** Why the agent stopped; main.ts turns it into an exit code. */
+/** Why the agent stopped; run.ts turns it into an exit code. */
 export interface AgentEnd {
-  reason: "shutdown" | "parent-gone" | "refused" | "unauthorized" | "never-connected";
+  reason: "shutdown" | "parent-gone" | "refused" | "unauthorized" | "never-connected" | "protocol-error";
   detail: string;
+}
+
+/** Where the session with the parent is: only a welcomed session runs calls. */
+type SessionState = "dialing" | "connected" | "hello-sent" | "welcomed" | "ended";
+
+/** A refused upgrade: the status tells whether retrying can help. */
+class UpgradeRefusedError extends Error {
+  constructor(readonly statusCode: number) {
+    super(`the parent answered the upgrade with HTTP ${statusCode}`);
+  }
 }
 
 export class Agent {
   private socket: WebSocket | undefined;
+  private state: SessionState = "dialing";
   private readonly running = new Map<number, CallCancellation>();
-  private ended = false;
   private resolveEnd!: (end: AgentEnd) => void;
-  /** Settles once, when the agent has stopped for good. */
+  /** Settles once, when the agent has stopped for good, whatever stopped it. */
   readonly done = new Promise<AgentEnd>((resolve) => (this.resolveEnd = resolve));
   private livenessTimer: NodeJS.Timeout | undefined;
   private lastPingAt = Date.now();
@@ -48,19 +63,24 @@ export class Agent {
   constructor(private readonly options: AgentOptions) {}
 
   /**
-   * Dials the parent, retrying refused connections (a fresh machine's network
-   * may not be up yet) until the failsafe `connectTimeout` runs out.
+   * Dials the parent, retrying failed attempts (a fresh machine's network may
+   * not be up yet) until the failsafe `connectTimeout` runs out. Resolves once
+   * the socket is open; from then on the socket's close, an error, or a silent
+   * parent ends the agent, even while the app's entry module is still loading.
+   * Rejects (and ends the agent) when the parent refuses the token or cannot be reached.
    */
-  async connect(): Promise<WebSocket> {
+  async connect(): Promise<void> {
     const { boot } = this.options;
     const deadline = Date.now() + boot.connectTimeout;
     let delay = 50;
     for (;;) {
+      if (this.state === "ended") throw new Error("the agent was closed while connecting");
       try {
-        return await this.dial();
+        this.adopt(await this.dial());
+        return;
       } catch (error) {
-        if ((error as { unauthorized?: boolean }).unauthorized) {
-          this.end({ reason: "unauthorized", detail: "the parent refused this runner's token" });
+        if (error instanceof UpgradeRefusedError && error.statusCode === 401) {
+          this.end({ reason: "unauthorized", detail: "the parent refused this runner's token (HTTP 401)" });
           throw error;
         }
         if (Date.now() + delay >= deadline) {
@@ -77,16 +97,12 @@ export class Agent {
   }
 
   /**
-   * Sends hello over an open connection and serves calls until the end. With
+   * Sends hello over the open connection and serves calls until the end. With
    * `entryError` (the app failed to load) the hello reports it and the parent refuses.
    */
-  serve(socket: WebSocket, entryError?: string): Promise<AgentEnd> {
-    this.socket = socket;
-    socket.on("message", (data: Buffer) => this.receive(data));
-    socket.on("close", () => this.parentGone("connection closed"));
-    // The parent pings only once it has welcomed the runner (after its provider answered the
-    // create, which can come after the runner connected): liveness is judged from then on.
-    socket.on("ping", () => this.armLiveness());
+  serve(entryError?: string): Promise<AgentEnd> {
+    if (this.state !== "connected") return this.done;
+    this.state = "hello-sent";
     this.send({
       type: "hello",
       protocolVersion: PROTOCOL_VERSION,
@@ -101,7 +117,12 @@ export class Agent {
 
   /** Forwards a line of console output to the parent's log, if connected. */
   forwardLog(level: "debug" | "info" | "warn" | "error", text: string): boolean {
-    return this.send({ type: "log", level, text });
+    try {
+      return this.send({ type: "log", level, text });
+    } catch {
+      // A line over maxPayload is not worth failing the app's console call for.
+      return false;
+    }
   }
 
   /** Stops serving: aborts running calls and closes the connection. */
@@ -118,36 +139,58 @@ export class Agent {
         perMessageDeflate: false,
         handshakeTimeout: Math.max(1_000, boot.connectTimeout),
       });
-      socket.once("open", () => {
-        socket.off("error", reject);
-        resolve(socket);
-      });
-      socket.once("unexpected-response", (_request, response) => {
-        socket.off("error", reject);
-        const error = new Error(`parent answered the upgrade with HTTP ${response.statusCode}`) as Error & { unauthorized?: boolean };
-        error.unauthorized = response.statusCode === 401;
-        socket.terminate();
+      // Listening for errors for the socket's whole life: ws can emit one after a refused
+      // upgrade or a protocol error, and an unheard 'error' would crash the runner.
+      socket.on("error", (error) => {
         reject(error);
+        this.onSocketError(socket, error);
       });
-      socket.once("error", reject);
+      socket.once("open", () => resolve(socket));
+      socket.once("unexpected-response", (_request, response) => {
+        reject(new UpgradeRefusedError(response.statusCode ?? 0));
+        response.resume();
+        socket.terminate();
+      });
     });
   }
 
-  /** The parent pings every heartbeatInterval; three silent intervals mean it is gone. */
+  /** Takes over an open socket: every way it can end now ends the agent. */
+  private adopt(socket: WebSocket): void {
+    if (this.state === "ended") {
+      socket.terminate();
+      return;
+    }
+    this.socket = socket;
+    this.state = "connected";
+    socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));
+    socket.on("close", (code) => this.end({ reason: "parent-gone", detail: `connection closed (${code})` }));
+    socket.on("ping", () => {
+      this.lastPingAt = Date.now();
+    });
+    this.armLiveness();
+  }
+
+  private onSocketError(socket: WebSocket, error: Error): void {
+    if (socket !== this.socket) return;
+    // ws closes the socket after a protocol error (invalid frame, oversize message).
+    this.end({ reason: "protocol-error", detail: `the connection to the parent failed: ${error.message}` });
+  }
+
+  /** The parent pings every heartbeatInterval from the moment it accepts the socket; three silent intervals mean it is gone. */
   private armLiveness(): void {
     this.lastPingAt = Date.now();
-    if (this.livenessTimer) return;
     const tolerance = 3 * this.options.boot.heartbeatInterval;
     const check = () => {
       // After the event loop was blocked (a long synchronous call), timers run before pending
       // socket reads: look again once I/O has been read before concluding the parent is gone.
       setImmediate(() => {
+        if (this.state === "ended") return;
         const silentFor = Date.now() - this.lastPingAt;
         if (silentFor < tolerance) {
           this.livenessTimer = setTimeout(check, tolerance - silentFor);
           this.livenessTimer.unref();
         } else {
-          this.parentGone(`no ping from the parent for ${silentFor} ms`);
+          this.end({ reason: "parent-gone", detail: `no ping from the parent for ${silentFor} ms` });
         }
       });
     };
@@ -155,12 +198,30 @@ export class Agent {
     this.livenessTimer.unref();
   }
 
-  private receive(data: Buffer): void {
-    let message: ParentMessage;
+  private receive(data: Buffer | undefined): void {
+    let message: DecodedParentMessage;
     try {
-      message = decodeMessage<ParentMessage>(data);
+      message = decodeParentMessage(data);
     } catch (error) {
-      this.options.report?.(`undecodable frame from the parent: ${(error as Error).message}`);
+      this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${(error as Error).message}` });
+      return;
+    }
+    if (this.state === "connected") {
+      this.end({ reason: "protocol-error", detail: `the parent sent "${message.type}" before this runner said hello` });
+      return;
+    }
+    if (message.type === "refuse") {
+      this.end({ reason: "refused", detail: message.reason });
+      return;
+    }
+    if (message.type === "welcome") {
+      if (this.state === "welcomed") this.end({ reason: "protocol-error", detail: "the parent welcomed this runner twice" });
+      else this.state = "welcomed";
+      return;
+    }
+    // Nothing is executed for a parent that has not accepted this runner.
+    if (this.state !== "welcomed") {
+      this.end({ reason: "protocol-error", detail: `the parent sent "${message.type}" before welcoming this runner` });
       return;
     }
     switch (message.type) {
@@ -176,32 +237,32 @@ export class Agent {
       case "shutdown":
         this.end({ reason: "shutdown", detail: `the parent asked (${message.reason})` });
         return;
-      case "refuse":
-        this.end({ reason: "refused", detail: message.reason });
-        return;
-      case "welcome":
-        this.armLiveness();
-        return;
     }
   }
 
-  private async run(message: CallMessage): Promise<void> {
+  private async run(message: DecodedCall): Promise<void> {
     const { callId, functionId } = message;
+    if (message.argsError !== undefined) {
+      return this.sendResult({ type: "result", callId, ok: false, error: { kind: "serialization", name: "SerializationError", message: message.argsError } });
+    }
     const pool = this.options.findPool();
     const fn = pool?.lookupFunction(functionId);
     if (!fn) {
-      this.send({
+      return this.sendResult({
         type: "result",
         callId,
         ok: false,
         error: { kind: "unknown-function", name: "UnknownFunctionError", message: `no function "${functionId}"` },
       });
+    }
+    if (this.running.has(callId)) {
+      this.end({ reason: "protocol-error", detail: `the parent reused call id ${callId} while that call was running` });
       return;
     }
     const cancellation = new CallCancellation();
     this.running.set(callId, cancellation);
     const context = cancellation.context(this.options.boot.runnerId, this.options.boot.pool);
-    let reply: RunnerMessage;
+    let reply: ResultMessage;
     try {
       const value = await fn(...message.args, context);
       reply = { type: "result", callId, ok: true, value };
@@ -210,11 +271,25 @@ export class Agent {
     } finally {
       this.running.delete(callId);
     }
+    this.sendResult(reply);
+  }
+
+  /** Sends a result; one that cannot be encoded becomes the caller's SerializationError, never the runner's crash. */
+  private sendResult(reply: ResultMessage): void {
     try {
       this.send(reply);
+      return;
     } catch (error) {
-      // The value could not be serialized (a function, a symbol, too large): the caller gets a SerializationError.
-      this.send({ type: "result", callId, ok: false, error: serializeError(error, "serialization") });
+      // The value could not be serialized (a function, a symbol, over maxPayload).
+      const failure: ResultMessage = { type: "result", callId: reply.callId, ok: false, error: serializeError(error, "serialization") };
+      try {
+        this.send(failure);
+        return;
+      } catch {
+        // Even the error did not fit (a huge property): send its bare name and message.
+      }
+      const { name, message } = failure.error;
+      this.send({ type: "result", callId: reply.callId, ok: false, error: { kind: "serialization", name, message: message.slice(0, 4_096) } });
     }
   }
 
@@ -235,17 +310,14 @@ export class Agent {
     return true;
   }
 
-  private parentGone(detail: string): void {
-    this.end({ reason: "parent-gone", detail });
-  }
-
   private end(end: AgentEnd): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.state === "ended") return;
+    this.state = "ended";
     clearTimeout(this.livenessTimer);
     for (const cancellation of this.running.values()) cancellation.abort(new Error(`runner stopping: ${end.detail}`));
     this.running.clear();
-    this.socket?.close(1000, end.reason);
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.close(1000, end.reason);
+    else this.socket?.terminate();
     this.resolveEnd(end);
   }
 }

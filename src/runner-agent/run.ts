@@ -3,17 +3,40 @@
  * `node dist/runner-agent/main.js [entry]` run. Reads FLAME_PARENT, imports the
  * app's entry module (so its pools and functions are defined here too) while
  * dialing the parent, serves calls, and exits when the parent is gone or says
- * so. It exits on its own if it cannot reach its parent within the failsafe
- * window, so a machine is never left running without one.
+ * so.
+ *
+ * From its first instruction to its exit there is always a way out when the
+ * parent is gone, so a machine is never left running (and billing) alone:
+ * until the socket opens, the failsafe timer; from then on, the socket's close
+ * and the liveness check, even while the entry module is still loading (an
+ * `import()` cannot be cancelled, so the process exits around it).
  */
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import { appVersion, findPool, markAsRunner } from "../runtime.js";
-import { Agent } from "./agent.js";
+import { Agent, type AgentEnd } from "./agent.js";
 import { forwardConsole } from "./console-forwarding.js";
 
-const EXIT_CODES = { "entry-failed": 1, shutdown: 0, "parent-gone": 0, refused: 3, unauthorized: 4, "never-connected": 5 } as const;
+/**
+ * The runner process's exit codes (documented in the README):
+ * 0 shut down by the parent or the parent is gone; 1 the entry module failed to load;
+ * 2 started without a valid FLAME_PARENT; 3 refused by the parent (version mismatch);
+ * 4 the parent refused its token; 5 could not reach the parent in time; 6 the parent broke the protocol.
+ */
+export const EXIT_CODES = {
+  shutdown: 0,
+  "parent-gone": 0,
+  "entry-failed": 1,
+  "bad-environment": 2,
+  refused: 3,
+  unauthorized: 4,
+  "never-connected": 5,
+  "protocol-error": 6,
+} as const;
+
+/** How long the close frame gets to leave before the process exits anyway. */
+const EXIT_FLUSH_DELAY = 20;
 
 function report(message: string): void {
   process.stderr.write(`[flame runner] ${message}\n`);
@@ -23,9 +46,15 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   const encoded = process.env[RUNNER_ENV_VAR];
   if (!encoded) {
     report(`${RUNNER_ENV_VAR} is not set: this command is started by a flame-ts backend, not by hand`);
-    process.exit(2);
+    process.exit(EXIT_CODES["bad-environment"]);
   }
-  const boot = decodeRunnerEnv(encoded);
+  let boot;
+  try {
+    boot = decodeRunnerEnv(encoded);
+  } catch (error) {
+    report((error as Error).message);
+    process.exit(EXIT_CODES["bad-environment"]);
+  }
   // The token is for this agent only: app code and the processes it spawns never see it.
   delete process.env[RUNNER_ENV_VAR];
 
@@ -33,39 +62,57 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   const entryPath = entry && !entry.startsWith("file:") && !isAbsolute(entry) ? resolve(entry) : entry;
   markAsRunner({ runnerId: boot.runnerId, pool: boot.pool });
 
+  // Not unref'd: while nothing else holds the event loop, this timer is what keeps the
+  // process waiting for its parent (and, when it fires, what ends it).
   const failsafe = setTimeout(() => {
     report(`not connected to the parent within ${boot.connectTimeout} ms; exiting`);
     process.exit(EXIT_CODES["never-connected"]);
   }, boot.connectTimeout);
 
-  let entryError: string | undefined;
+  let entryFailed = false;
   const agent = new Agent({
     boot,
     appVersion: appVersion(entryPath?.startsWith("file:") ? new URL(entryPath).pathname : entryPath),
     findPool: () => findPool(boot.pool),
     report,
   });
+  // Whatever ends the agent, at whatever stage, ends the process.
+  void agent.done.then((end) => exitFor(end, entryFailed));
+
+  const connected = agent.connect().then(
+    () => clearTimeout(failsafe),
+    () => undefined, // the agent has ended: exitFor reports it
+  );
   // Loading the app and dialing the parent overlap: both dominate a cold start.
-  const [loaded, connected] = await Promise.allSettled([
-    entryPath ? import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href) : Promise.resolve(),
-    agent.connect(),
-  ]);
-  if (loaded.status === "rejected") {
-    const reason = loaded.reason as Error;
+  let entryError: string | undefined;
+  try {
+    if (entryPath) await import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href);
+  } catch (thrown) {
+    const reason = thrown as Error;
+    entryFailed = true;
     entryError = `the entry module ${entryPath} failed to load: ${reason?.stack ?? String(reason)}`;
     report(entryError);
   }
-  if (connected.status === "rejected") {
-    report(`could not connect to the parent: ${(connected.reason as Error).message}`);
-    process.exit(EXIT_CODES["never-connected"]);
-  }
-  clearTimeout(failsafe);
+  await connected;
   forwardConsole((level, text) => void agent.forwardLog(level, text));
-  const end = await agent.serve(connected.value, entryError);
-  if (entryError) process.exit(EXIT_CODES["entry-failed"]);
-  if (end.reason !== "shutdown" && end.reason !== "parent-gone") report(`${end.reason}: ${end.detail}`);
-  // Give the close frame a moment to leave, then exit even if app code holds the event loop open.
-  setTimeout(() => process.exit(EXIT_CODES[end.reason]), 20).unref();
+  await agent.serve(entryError);
+  // exitFor ends the process; nothing after this point runs.
   return new Promise<never>(() => undefined);
 }
 
+function exitFor(end: AgentEnd, entryFailed: boolean): void {
+  // A runner whose app failed to load has already said why (and the parent refuses it).
+  if (entryFailed) return exitSoon(EXIT_CODES["entry-failed"]);
+  if (end.reason !== "shutdown" && end.reason !== "parent-gone") report(`${describeEnd(end)}; exiting`);
+  exitSoon(EXIT_CODES[end.reason]);
+}
+
+function describeEnd(end: AgentEnd): string {
+  return end.reason === "refused" ? `the parent refused this runner: ${end.detail}` : end.detail;
+}
+
+/** Gives the close frame a moment to leave, then exits even if app code holds the event loop open. */
+function exitSoon(code: number): void {
+  // Deliberately not unref'd: an unref'd timer lets Node exit first, with 13 (unsettled top-level await).
+  setTimeout(() => process.exit(code), EXIT_FLUSH_DELAY);
+}
