@@ -140,10 +140,8 @@ export class RemoteError extends FlameError {
     this.remoteStack = remote.stack;
     this.remoteCode = remote.properties?.code;
     for (const [key, value] of Object.entries(remote.properties ?? {})) {
-      // Defined, not assigned: a remote property named "__proto__" must not become this error's prototype.
-      if (!RESERVED_PROPERTIES.has(key) && !(key in this)) {
-        Object.defineProperty(this, key, { value, enumerable: true, writable: true, configurable: true });
-      }
+      // `key in this` also skips inherited names such as "__proto__", which a hostile runner may send as an own property.
+      if (!RESERVED_PROPERTIES.has(key) && !(key in this)) (this as Record<string, unknown>)[key] = value;
     }
     if (remote.stack) this.stack = `${this.name} [${remote.name}]: ${remote.message}\n${stackFrames(remote.stack)}`;
   }

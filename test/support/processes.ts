@@ -1,5 +1,5 @@
 /** Helpers to see the processes a test started, read from /proc. */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 /** Pids of the live descendants of `root` (default: this process). */
 export function descendantPids(root = process.pid): number[] {
@@ -48,4 +48,29 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, what:
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Whether `pid` holds an established TCP connection (read from /proc: its socket inodes against net/tcp). */
+export function hasEstablishedTcpConnection(pid: number): boolean {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (match) inodes.add(match[1]!);
+      } catch {
+        // The descriptor closed while we looked.
+      }
+    }
+    for (const table of ["tcp", "tcp6"]) {
+      for (const line of readFileSync(`/proc/${pid}/net/${table}`, "utf8").split("\n").slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        // Columns: sl local remote st ... inode (the 10th); state 01 is ESTABLISHED.
+        if (fields[3] === "01" && inodes.has(fields[9]!)) return true;
+      }
+    }
+  } catch {
+    return false;
+  }
+  return false;
 }
