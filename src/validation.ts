@@ -10,13 +10,29 @@
 import * as v from "valibot";
 import { InvalidOptionError } from "./errors.js";
 
-/** Milliseconds: a non-negative finite number, or Infinity where `allowInfinity`. */
+/**
+ * The longest delay a Node timer honours (2^31-1 ms, about 24.8 days). A longer
+ * one fires after 1 ms with a TimeoutOverflowWarning, so a `timeout` of a month
+ * would time out every call at once.
+ */
+export const MAX_TIMER_DELAY = 2_147_483_647;
+
+/**
+ * Milliseconds: a non-negative number no greater than MAX_TIMER_DELAY, or
+ * Infinity where `allowInfinity` (the option then means "no limit").
+ */
 export function milliseconds(allowInfinity = false) {
+  const orInfinity = allowInfinity ? ", or Infinity for no limit" : "";
   return v.pipe(
     v.number(),
-    v.check((value) => value >= 0 && (allowInfinity || Number.isFinite(value)), allowInfinity
-      ? "Expected milliseconds >= 0 (or Infinity)"
-      : "Expected a finite number of milliseconds >= 0"),
+    v.check(
+      (value) => value >= 0 && (allowInfinity || Number.isFinite(value)),
+      (issue) => `Expected ${allowInfinity ? "milliseconds >= 0 (or Infinity)" : "a finite number of milliseconds >= 0"} but received ${issue.received}`,
+    ),
+    v.check(
+      (value) => !Number.isFinite(value) || value <= MAX_TIMER_DELAY,
+      (issue) => `Expected at most ${MAX_TIMER_DELAY} ms (about 24.8 days)${orInfinity}, but received ${issue.received}`,
+    ),
   );
 }
 

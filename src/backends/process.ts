@@ -4,10 +4,11 @@
  * demo and most tests use.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { BackendError } from "../errors.js";
 import { agentEntry } from "../package-paths.js";
 import * as v from "valibot";
-import { parseOptions } from "../validation.js";
+import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
 export interface ProcessBackendOptions {
@@ -28,7 +29,7 @@ const schema = v.strictObject({
   execPath: v.optional(v.pipe(v.string(), v.minLength(1))),
   execArgv: v.optional(v.array(v.string())),
   env: v.optional(v.record(v.string(), v.string())),
-  killTimeout: v.optional(v.pipe(v.number(), v.minValue(0)), 2_000),
+  killTimeout: v.optional(milliseconds(), 2_000),
 });
 
 
@@ -52,36 +53,54 @@ export class ProcessBackend implements Backend {
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
+    const execPath = this.options.execPath ?? process.execPath;
     const entry = this.options.entry ?? request.entry ?? process.argv[1];
     const args = [...(this.options.execArgv ?? process.execArgv), agentEntry(), ...(entry ? [entry] : [])];
+    const command = [execPath, ...args].join(" ");
     let child: ChildProcess;
     try {
-      child = spawn(this.options.execPath ?? process.execPath, args, {
+      child = spawn(execPath, args, {
         env: { ...process.env, ...this.options.env, ...request.env },
         stdio: ["ignore", "ignore", "pipe"],
       });
     } catch (error) {
-      throw new BackendError(`could not spawn a runner process: ${(error as Error).message}`, { retryable: false, cause: error });
+      // Node throws synchronously for some failures (ENOMEM, bad arguments) and reports the rest as 'error'.
+      throw spawnFailed(error, command);
     }
+    // Listen for 'error' before anything else: an 'error' with no listener is an uncaught exception
+    // that takes the whole parent down. After the spawn, it means a failed kill, not an exit.
+    let spawned = false;
+    child.on("error", (error) => {
+      if (spawned) request.log.warn({ err: error, runnerId: request.runnerId }, `runner process ${child.pid}: ${error.message}`);
+    });
+    // When the spawn fails for want of file descriptors (EMFILE, ENFILE), Node never creates the pipes.
     let stderrTail = "";
-    child.stderr!.setEncoding("utf8");
-    child.stderr!.on("data", (chunk: string) => {
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL);
     });
     const exited = new Promise<string>((resolve) => {
-      child.once("error", (error) => resolve(`could not start: ${error.message}`));
       child.once("exit", (code, signal) => {
         const tail = stderrTail.trim();
         resolve(`process ${child.pid ?? "?"} exited with ${signal ?? `code ${code}`}${tail ? `; its last output:\n${tail}` : ""}`);
       });
     });
+    try {
+      // Node emits 'spawn' or 'error' on the next tick; whichever comes first says whether the process exists.
+      await once(child, "spawn");
+    } catch (error) {
+      child.stderr?.destroy();
+      throw spawnFailed(error, command);
+    }
+    spawned = true;
+    // Only spawned children are tracked, so terminate() and list() never see one without a pid.
     const live: LiveChild = { child, pool: request.pool, parentId: request.parentId, exited };
     this.children.set(request.runnerId, live);
     void exited.then(() => this.children.delete(request.runnerId));
     // Children must not keep the parent's event loop alive on their own.
     child.unref();
-    (child.stderr as unknown as { unref?: () => void }).unref?.();
-    return { runnerId: request.runnerId, providerId: String(child.pid ?? "unknown"), exited };
+    (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+    return { runnerId: request.runnerId, providerId: String(child.pid), exited };
   }
 
   async terminate(runner: ProvisionedRunner): Promise<void> {
@@ -107,4 +126,29 @@ export class ProcessBackend implements Backend {
         state: "running",
       }));
   }
+}
+
+/**
+ * Spawn failures that may clear up on their own (file descriptors, processes or
+ * memory exhausted for now). Anything else (ENOENT, EACCES: a wrong execPath)
+ * fails the same way every time.
+ */
+const TRANSIENT_SPAWN_ERRORS = new Set(["EMFILE", "ENFILE", "EAGAIN", "ENOMEM"]);
+
+/** What to do about a spawn failure, where the errno alone does not say it. */
+const SPAWN_HINTS: Record<string, string> = {
+  ENOENT: "check the ProcessBackend execPath option",
+  EACCES: "check the ProcessBackend execPath option",
+  EMFILE: "the parent has too many open files: raise its limit (ulimit -n) or lower the pool's max",
+  ENFILE: "the system has too many open files",
+};
+
+function spawnFailed(error: unknown, command: string): BackendError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const hint = code !== undefined ? SPAWN_HINTS[code] : undefined;
+  const message = (error as Error | undefined)?.message ?? String(error);
+  return new BackendError(`could not spawn a runner process (${command}): ${message}${hint ? ` (${hint})` : ""}`, {
+    retryable: code !== undefined && TRANSIENT_SPAWN_ERRORS.has(code),
+    cause: error,
+  });
 }

@@ -6,7 +6,7 @@ import type { Backend } from "../backends/backend.js";
 import { InvalidOptionError } from "../errors.js";
 import type { Logger, LogLevel } from "../log.js";
 import * as v from "valibot";
-import { milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
+import { MAX_TIMER_DELAY, milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
 export interface GrowInfo {
   name: string;
@@ -84,6 +84,7 @@ export interface PoolOptions {
 }
 
 const hook = v.optional(v.function());
+const MAX_HEARTBEAT_INTERVAL = Math.floor(MAX_TIMER_DELAY / 3);
 
 const schema = v.strictObject({
   name: v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, "Expected 1-63 letters, digits, '_', '.', '-'")),
@@ -114,7 +115,15 @@ const schema = v.strictObject({
   maxQueue: v.optional(v.union([nonNegativeInteger(), v.literal(Infinity)]), Infinity),
   abortGracePeriod: v.optional(milliseconds(), 5_000),
   entry: v.optional(v.pipe(v.string(), v.minLength(1))),
-  heartbeatInterval: v.optional(v.pipe(milliseconds(), v.minValue(10)), 5_000),
+  // The runner's liveness timer waits three intervals, which must fit a Node timer too.
+  heartbeatInterval: v.optional(
+    v.pipe(
+      milliseconds(),
+      v.minValue(10),
+      v.maxValue(MAX_HEARTBEAT_INTERVAL, `Expected at most ${MAX_HEARTBEAT_INTERVAL} ms (a third of the longest Node timer)`),
+    ),
+    5_000,
+  ),
   runnerConnectTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 20_000),
   onGrowStart: hook,
   onGrowEnd: hook,

@@ -64,6 +64,96 @@ describe("options are validated once, with errors naming the option and the bad 
   });
 });
 
+describe("durations a Node timer can honour: at most 2^31-1 ms", () => {
+  // Node fires a timer set beyond this after 1 ms, so a month-long timeout would fail every call at once.
+  const MAX = 2_147_483_647;
+  const LIMIT = /Expected at most 2147483647 ms \(about 24\.8 days\)/;
+
+  // Every duration option of the Pool, as [option path, options with the bad value, Infinity means "no limit"].
+  const durations: Array<[string, (ms: number) => Record<string, unknown>, boolean]> = [
+    ["timeout", (ms) => ({ timeout: ms }), true],
+    ["bootTimeout", (ms) => ({ bootTimeout: ms }), false],
+    ["shutdownTimeout", (ms) => ({ shutdownTimeout: ms }), false],
+    ["idleShutdownAfter", (ms) => ({ idleShutdownAfter: ms }), true],
+    ["idleShutdownAfter.after", (ms) => ({ idleShutdownAfter: { after: ms, check: () => true } }), true],
+    ["minIdleShutdownAfter", (ms) => ({ minIdleShutdownAfter: ms }), true],
+    ["abortGracePeriod", (ms) => ({ abortGracePeriod: ms }), false],
+    ["runnerConnectTimeout", (ms) => ({ runnerConnectTimeout: ms }), false],
+  ];
+
+  it.each(durations)("rejects %s above the limit, naming the option, the value and the limit", (option, withValue, allowsInfinity) => {
+    for (const tooLong of [MAX + 1, 30 * 24 * 60 * 60 * 1000]) {
+      let thrown: unknown;
+      try {
+        new Pool({ name: "too-long", max: 1, backend: new LocalBackend(), log: false, ...withValue(tooLong) } as never);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(InvalidOptionError);
+      const message = (thrown as Error).message;
+      expect(message).toContain(`Pool "too-long" option "${option}": `);
+      expect(message).toMatch(LIMIT);
+      expect(message).toContain(String(tooLong));
+      // Infinity is offered as the way out only where it is allowed.
+      expect(message.includes("or Infinity for no limit")).toBe(allowsInfinity);
+    }
+  });
+
+  it.each(durations)("accepts %s at exactly the limit, and Infinity only where documented", (option, withValue, allowsInfinity) => {
+    const name = `at-limit-${option.replace(".", "-")}`;
+    const pool = new Pool({ name, max: 1, backend: new LocalBackend(), log: false, ...withValue(MAX) } as never);
+    pools.push(pool);
+    if (allowsInfinity) {
+      pools.push(new Pool({ name: `${name}-infinite`, max: 1, backend: new LocalBackend(), log: false, ...withValue(Infinity) } as never));
+    } else {
+      expectInvalid(
+        () => new Pool({ name: `${name}-infinite`, max: 1, backend: new LocalBackend(), log: false, ...withValue(Infinity) } as never),
+        new RegExp(`option "${option}": Expected a finite number of milliseconds >= 0 but received Infinity`),
+      );
+    }
+  });
+
+  it("heartbeatInterval is at most a third of the limit: the runner's liveness timer waits three intervals", () => {
+    const third = Math.floor(MAX / 3);
+    pools.push(new Pool({ name: "heartbeat-third", max: 1, backend: new LocalBackend(), log: false, heartbeatInterval: third }));
+    expectInvalid(
+      () => new Pool({ name: "heartbeat-over", max: 1, backend: new LocalBackend(), log: false, heartbeatInterval: third + 1 }),
+      new RegExp(`option "heartbeatInterval": Expected at most ${third} ms`),
+    );
+  });
+
+  it("a call's timeout has the same limit; at the limit or Infinity the call runs to its end", async () => {
+    const pool = new Pool({ name: "call-limit", max: 1, backend: new LocalBackend(), log: false });
+    pools.push(pool);
+    // Long enough that a timer which overflowed (and fired after 1 ms) would have timed it out.
+    const slow = pool.define("slow", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return "done";
+    });
+    const error = await pool.call(slow, [], { timeout: MAX + 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidOptionError);
+    expect((error as Error).message).toMatch(/invalid call option "timeout": Expected at most 2147483647 ms \(about 24\.8 days\), or Infinity for no limit, but received 2147483648/);
+    await expect(pool.call(slow, [], { timeout: MAX })).resolves.toBe("done");
+    await expect(pool.call(slow, [], { timeout: Infinity })).resolves.toBe("done");
+  });
+
+  it("a pool-wide timeout at the limit does not fire early either", async () => {
+    const pool = new Pool({ name: "pool-limit", max: 1, timeout: MAX, backend: new LocalBackend(), log: false });
+    pools.push(pool);
+    const slow = pool.define("slow", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return "done";
+    });
+    await expect(slow()).resolves.toBe("done");
+  });
+
+  it("ProcessBackend's killTimeout has the limit too, and no Infinity (a runner must end)", () => {
+    expectInvalid(() => new ProcessBackend({ killTimeout: MAX + 1 }), /ProcessBackend option "killTimeout": Expected at most 2147483647 ms \(about 24\.8 days\), but received 2147483648/);
+    expectInvalid(() => new ProcessBackend({ killTimeout: Infinity }), /option "killTimeout": Expected a finite number/);
+    expect(() => new ProcessBackend({ killTimeout: MAX })).not.toThrow();
+  });
+});
+
 describe("what a backend tells the pool", () => {
   it("start() runs the backend's permission check before booting anything", async () => {
     let provisions = 0;
