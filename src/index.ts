@@ -15,7 +15,8 @@ export type {
   ShrinkReason,
   IdleShutdownPolicy,
 } from "./pool/options.js";
-export type { CallContext, DefinedFunction } from "./pool/function.js";
+export type { DefinedFunction } from "./pool/function.js";
+export { currentCall, type CallContext } from "./call-context.js";
 export type { PlacedChild } from "./pool/child.js";
 export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, ControlPlaneAddress } from "./backends/backend.js";
 export { ProcessBackend, type ProcessBackendOptions } from "./backends/process.js";

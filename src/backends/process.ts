@@ -12,7 +12,7 @@ import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
 export interface ProcessBackendOptions {
-  /** Module runners import. Default: the pool's `entry`, else the parent's main module (process.argv[1]). */
+  /** Module runners import. Default: the pool's `entry` (by default the module that constructed the pool). */
   entry?: string;
   /** Node executable. Default: the parent's (process.execPath). */
   execPath?: string;

@@ -4,20 +4,13 @@
  * the same `define` call registers the same id there.
  */
 
-/** Passed as the last argument to every defined function, on the runner. */
-export interface CallContext {
-  /** Aborted when the caller's timeout expires, its signal fires, or the pool stops. */
-  signal: AbortSignal;
-  runnerId: string;
-  pool: string;
-}
-
-/** The parameters of `F` without a trailing CallContext. */
-export type CallArgs<P extends unknown[]> = P extends [...infer Args, CallContext] ? Args : P;
-
-/** What `pool.define` returns: call it like the original function; it runs on a runner. */
+/**
+ * What `pool.define` returns: call it with the original function's arguments;
+ * it runs on a runner and resolves with its result. The function itself reads
+ * its call's context (signal, runner, deadline) from `currentCall()`.
+ */
 export type DefinedFunction<F extends (...args: any[]) => unknown> = ((
-  ...args: CallArgs<Parameters<F>>
+  ...args: Parameters<F>
 ) => Promise<Awaited<ReturnType<F>>>) & {
   readonly functionId: string;
   readonly poolName: string;

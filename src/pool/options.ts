@@ -67,7 +67,11 @@ export interface PoolOptions {
    * before the runner is drained and replaced, in ms. Default 5 000.
    */
   abortGracePeriod?: number;
-  /** Module the runner imports to define this pool's functions. Default: the backend's choice (ProcessBackend: the parent's main module). */
+  /**
+   * Module the runner imports to define this pool's functions. Default: the module that
+   * constructed the pool (found from the call site of `new Pool`). A relative path is
+   * resolved against that module, not the working directory.
+   */
   entry?: string;
   /** Ms between liveness pings between parent and runner; 3 missed count as a lost connection. Default 5 000. */
   heartbeatInterval?: number;

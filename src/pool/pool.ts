@@ -11,7 +11,8 @@ import { CallAbortedError, InvalidOptionError, PoolStoppedError } from "../error
 import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
 import { appVersion, isRunner, registerPool, unregisterPool, type RegisteredPool } from "../runtime.js";
-import { isDefinedFunction, type AnyDefinedFunction, type CallArgs, type DefinedFunction } from "./function.js";
+import { isDefinedFunction, type AnyDefinedFunction, type DefinedFunction } from "./function.js";
+import { constructingModule, resolveEntry } from "./entry.js";
 import {
   resolveCallOptions,
   resolvePoolOptions,
@@ -57,6 +58,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   constructor(options: PoolOptions) {
     this.options = resolvePoolOptions(options);
+    this.options.entry = resolveEntry(this.options.entry, constructingModule());
     this.name = this.options.name;
     this.backend = this.options.backend ?? new ProcessBackend();
     // A pool constructed on a runner is the runner's copy of the definition: it never keeps runners of its own.
@@ -67,7 +69,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       options: this.options,
       backend: this.backend,
       bootTimeout: this.options.bootTimeout ?? this.backend.defaultBootTimeout ?? DEFAULT_BOOT_TIMEOUT,
-      appVersion: appVersion(this.options.entry ?? process.argv[1]),
+      appVersion: appVersion(this.options.entry),
       log: this.log,
     });
     registerPool(this);
@@ -75,7 +77,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
 
   /**
    * Registers `fn` under a stable `id` and returns a function that runs it on a
-   * runner. The context (signal, runnerId) is passed as the last argument.
+   * runner with the same arguments. Inside `fn`, `currentCall()` gives the
+   * call's signal, runner and deadline.
    */
   define<F extends (...args: any[]) => unknown>(id: string, fn: F): DefinedFunction<F> {
     if (typeof id !== "string" || !/^[^\s]{1,200}$/.test(id)) {
@@ -216,7 +219,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       this.assertRunning();
       if (callOptions.signal?.aborted) throw new CallAbortedError(fn.functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
-      const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child });
+      const timeout = callOptions.timeout ?? this.options.timeout;
+      const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child, timeout });
       return new Promise((resolve, reject) => {
         const call = new PendingCall(
           callId,
@@ -224,7 +228,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
           frame,
           this.name,
           child,
-          callOptions.timeout ?? this.options.timeout,
+          timeout,
           (value) => {
             this.completed += 1;
             resolve(value);
@@ -250,4 +254,3 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 }
 
-export type { CallArgs };

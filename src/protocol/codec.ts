@@ -7,7 +7,7 @@
  *
  * A frame is one kind byte, then a V8 stream:
  *   CONTROL  [0] header, message                      (hello, log, cancel, ...)
- *   CALL     [1] header, callId, flags, functionId, args
+ *   CALL     [1] header, callId, flags, timeout, functionId, args
  *   RESULT   [2] header, callId, ok, value | error
  * Calls and results carry their id ahead of the user's values, so a value
  * that cannot be decoded (V8 encodes objects nested deeper than it can
@@ -77,6 +77,7 @@ function serializeFrame(message: ParentMessage | RunnerMessage): Buffer {
       serializer.writeHeader();
       serializer.writeDouble(message.callId);
       serializer.writeUint32(message.child ? CALL_IS_CHILD : 0);
+      serializer.writeDouble(message.timeout ?? Infinity);
       serializer.writeValue(message.functionId);
       serializer.writeValue(message.args);
       break;
@@ -156,12 +157,15 @@ function readCall(deserializer: DefaultDeserializer): DecodedCall {
   const callId = id(readNumber(deserializer, "call id"), "call.callId");
   const flags = readFlags(deserializer, "call flags");
   if (flags > CALL_IS_CHILD) throw new ProtocolError(`call ${callId} has unknown flags ${flags}`);
+  const timeout = readNumber(deserializer, "call timeout");
+  if (!(timeout >= 0)) throw new ProtocolError(`call ${callId} has an invalid timeout`);
   const functionId = readEnvelope(deserializer);
   if (typeof functionId !== "string" || functionId.length === 0 || functionId.length > MAX_FUNCTION_ID) {
     throw new ProtocolError(`call ${callId} has no valid function id`);
   }
   const call: DecodedCall = { type: "call", callId, functionId, args: [] };
   if (flags & CALL_IS_CHILD) call.child = true;
+  if (timeout !== Infinity) call.timeout = timeout;
   let args: unknown;
   try {
     args = deserializer.readValue();

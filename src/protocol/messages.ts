@@ -77,6 +77,8 @@ export interface CallMessage {
   args: unknown[];
   /** Placed children are long-lived; the runner reports them separately in its logs. */
   child?: boolean;
+  /** The call's execution timeout in ms (absent or Infinity: none); the runner derives the deadline `currentCall()` reports. */
+  timeout?: number;
 }
 
 export interface CancelMessage {

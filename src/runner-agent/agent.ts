@@ -13,6 +13,7 @@ import { WebSocket } from "ws";
 import { decodeParentMessage, encodeMessage, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
 import { serializeError } from "../protocol/serialized-error.js";
+import { runAsCall } from "../call-context.js";
 import { CallCancellation } from "./call-context.js";
 import {
   AUTHORIZATION_HEADER,
@@ -261,10 +262,15 @@ export class Agent {
     }
     const cancellation = new CallCancellation();
     this.running.set(callId, cancellation);
-    const context = cancellation.context(this.options.boot.runnerId, this.options.boot.pool);
+    const context = cancellation.context({
+      runnerId: this.options.boot.runnerId,
+      pool: this.options.boot.pool,
+      functionId,
+      deadline: message.timeout === undefined ? Infinity : Date.now() + message.timeout,
+    });
     let reply: ResultMessage;
     try {
-      const value = await fn(...message.args, context);
+      const value = await runAsCall(context, fn, message.args);
       reply = { type: "result", callId, ok: true, value };
     } catch (error) {
       reply = { type: "result", callId, ok: false, error: serializeError(error) };

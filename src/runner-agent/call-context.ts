@@ -1,17 +1,17 @@
 /**
- * The context a defined function gets on the runner. Its AbortSignal is made
- * only when the function reads it: most calls never do, and an
- * AbortController per call was 6-9% of a busy runner's CPU. A cancel that
- * arrives first is remembered, so a signal made later is already aborted.
+ * The context of one call on the runner, as `currentCall()` reports it. Its
+ * AbortSignal is made only when the function reads it: most calls never do,
+ * and an AbortController per call was 6-9% of a busy runner's CPU. A cancel
+ * that arrives first is remembered, so a signal made later is already aborted.
  */
-import type { CallContext } from "../pool/function.js";
+import type { CallContext } from "../call-context.js";
 
 export class CallCancellation {
   private controller: AbortController | undefined;
   private reason: unknown;
   private cancelled = false;
 
-  context(runnerId: string, pool: string): CallContext {
+  context(fields: Omit<CallContext, "signal">): CallContext {
     const self = this;
     return {
       get signal(): AbortSignal {
@@ -21,8 +21,7 @@ export class CallCancellation {
         }
         return self.controller.signal;
       },
-      runnerId,
-      pool,
+      ...fields,
     };
   }
 
