@@ -2,21 +2,29 @@
  * The parent's control plane: one WebSocket listener per bind address, shared
  * by every pool in the process. A runner may connect only with the one-time
  * token of a runner the parent is booting; anything else is refused with 401
- * before the upgrade completes.
+ * before the upgrade completes. Connections that are not yet authenticated
+ * are bounded in number and time (admission.ts), so no peer without a token
+ * can crash the parent or exhaust its file descriptors.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { ControlPlaneAddress } from "../backends/backend.js";
+import { resolveLogger, type Logger } from "../log.js";
 import { AUTHORIZATION_HEADER, DEFAULT_MAX_PAYLOAD, RUNNER_ID_HEADER } from "../protocol/messages.js";
+import { Admission, DEFAULT_ADMISSION_LIMITS, peerAddress, type AdmissionLimits } from "./admission.js";
+import { RefusalLog } from "./refusal-log.js";
 
 export const LOOPBACK: ControlPlaneAddress = {
   host: "127.0.0.1",
   port: 0,
   advertisedUrl: (port) => `ws://127.0.0.1:${port}`,
 };
+
+const UNAUTHORIZED = "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+const BAD_REQUEST = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 
 interface Expected {
   tokenDigest: Buffer;
@@ -26,22 +34,36 @@ interface Expected {
 export class ControlPlane {
   private readonly expected = new Map<string, Expected>();
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
+  private readonly refusals: RefusalLog;
+  private readonly admission: Admission;
   private users = 0;
 
   private constructor(
     private readonly key: string,
     private readonly server: Server,
     readonly address: ControlPlaneAddress,
+    private readonly log: Logger,
+    limits: AdmissionLimits,
   ) {
+    this.refusals = new RefusalLog(log);
+    this.admission = new Admission(limits, (reason, peer) => this.refusals.refused(reason, peer));
+    server.on("connection", (socket: Socket) => this.admission.admit(socket));
     server.on("upgrade", (request, socket, head) => this.upgrade(request, socket, head));
+    server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket as Socket));
+    server.on("request", (request: IncomingMessage) => this.refusals.refused("not-websocket", peerAddress(request.socket)));
+    // With noServer the WebSocketServer has no socket of its own; an error here must still not be uncaught.
+    this.wss.on("error", (error) => log.warn({ err: error }, "control plane WebSocket server error"));
   }
 
-  /** Takes a reference on the listener for `address`, starting it if needed. */
-  static async acquire(address: ControlPlaneAddress = LOOPBACK): Promise<ControlPlane> {
+  /**
+   * Takes a reference on the listener for `address`, starting it if needed.
+   * The first acquirer's `log` and `limits` are the listener's; later ones share it as is.
+   */
+  static async acquire(address: ControlPlaneAddress = LOOPBACK, log?: Logger, limits: Partial<AdmissionLimits> = {}): Promise<ControlPlane> {
     const key = `${address.host}|${address.port}`;
     let starting = listeners.get(key);
     if (!starting) {
-      starting = ControlPlane.listen(key, address);
+      starting = ControlPlane.listen(key, address, log ?? resolveLogger(undefined), { ...DEFAULT_ADMISSION_LIMITS, ...limits });
       listeners.set(key, starting);
       starting.catch(() => listeners.delete(key));
     }
@@ -50,10 +72,12 @@ export class ControlPlane {
     return plane;
   }
 
-  private static listen(key: string, address: ControlPlaneAddress): Promise<ControlPlane> {
+  private static listen(key: string, address: ControlPlaneAddress, log: Logger, limits: AdmissionLimits): Promise<ControlPlane> {
     const server = createServer((_request, response) => {
-      response.writeHead(426, { "content-type": "text/plain" }).end("flame-ts control plane: WebSocket only\n");
+      response.writeHead(426, { "content-type": "text/plain", connection: "close" }).end("flame-ts control plane: WebSocket only\n");
     });
+    // Every handler is in place before the first connection can arrive.
+    const plane = new ControlPlane(key, server, address, log, limits);
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       server.listen({ host: address.host, port: address.port }, () => {
@@ -61,7 +85,7 @@ export class ControlPlane {
         // Connected runners keep the process alive; the listener alone must not, so a script
         // whose pools scaled to zero can exit.
         server.unref();
-        resolve(new ControlPlane(key, server, address));
+        resolve(plane);
       });
     });
   }
@@ -76,6 +100,7 @@ export class ControlPlane {
     this.users -= 1;
     if (this.users > 0) return;
     listeners.delete(this.key);
+    this.admission.closeAll();
     for (const client of this.wss.clients) client.terminate();
     this.wss.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -92,18 +117,38 @@ export class ControlPlane {
     };
   }
 
-  private upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  private upgrade(request: IncomingMessage, duplex: Duplex, head: Buffer): void {
+    const socket = duplex as Socket;
     const runnerId = request.headers[RUNNER_ID_HEADER];
     const authorization = request.headers[AUTHORIZATION_HEADER];
     const expected = typeof runnerId === "string" ? this.expected.get(runnerId) : undefined;
     const presented = typeof authorization === "string" && authorization.startsWith("Bearer ") ? authorization.slice(7) : "";
     if (!expected || !timingSafeEqual(expected.tokenDigest, digest(presented))) {
-      socket.end("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      this.admission.refuseUpgrade(socket, typeof runnerId === "string" ? runnerId : "", UNAUTHORIZED);
       return;
     }
     // One-time: the token is worthless from here on, even if someone read it from a machine's environment.
     this.expected.delete(runnerId as string);
-    this.wss.handleUpgrade(request, socket, head, (ws) => expected.onConnect(ws));
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      this.admission.accepted(socket);
+      // Until its owner adds listeners (after the hello), an invalid frame would be an
+      // uncaught 'error'. ws has already started closing; cut the connection outright.
+      ws.on("error", (error) => {
+        this.log.debug({ err: error, runnerId }, "runner connection failed; closing it");
+        ws.terminate();
+      });
+      expected.onConnect(ws);
+    });
+  }
+
+  /** A connection the HTTP parser gave up on (bad request, reset, timeout). */
+  private clientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    // A reset is a peer that left, not a request to refuse.
+    if (error.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.admission.refuse(socket, "malformed-request", BAD_REQUEST);
   }
 }
 

@@ -209,7 +209,7 @@ export class Scheduler {
 
   private async bootContext() {
     if (!this.controlPlane) {
-      this.controlPlane = Promise.resolve(this.backend.controlPlane?.()).then((address) => ControlPlane.acquire(address));
+      this.controlPlane = Promise.resolve(this.backend.controlPlane?.()).then((address) => ControlPlane.acquire(address, this.log));
       // A failed listen (port in use) must be retried by the next boot, not remembered.
       this.controlPlane.catch(() => (this.controlPlane = undefined));
     }
