@@ -8,6 +8,7 @@
  */
 import { dirname } from "node:path";
 import type { Backend } from "./backends/backend.js";
+import { InvalidOptionError } from "./errors.js";
 import { packageManifestsAbove } from "./package-paths.js";
 
 /** What the runner agent knows about itself. */
@@ -26,6 +27,8 @@ export interface RegisteredPool {
 
 interface ProcessState {
   runner: RunnerIdentity | undefined;
+  /** Set by the CLI while it loads an app's module to inspect its pools: it must not start the app. */
+  inspecting?: boolean;
   pools: Map<string, RegisteredPool>;
 }
 
@@ -38,7 +41,8 @@ function processState(): ProcessState {
 
 /** True inside a runner: app code uses it to skip work only the parent does (e.g. starting its web server). */
 export function isRunner(): boolean {
-  return processState().runner !== undefined;
+  const state = processState();
+  return state.runner !== undefined || state.inspecting === true;
 }
 
 /** The runner's id and pool when running on a runner, otherwise undefined. */
@@ -52,11 +56,20 @@ export function markAsRunner(identity: RunnerIdentity): void {
   processState().runner = { ...identity };
 }
 
+/**
+ * @internal The CLI (doctor, reap) loads an app's module as a runner would:
+ * `isRunner()`-guarded code (the web server, the app's own calls) does not run,
+ * and its pools keep no runners, but no runner identity is claimed.
+ */
+export function markAsInspecting(): void {
+  processState().inspecting = true;
+}
+
 /** @internal */
 export function registerPool(pool: RegisteredPool): void {
   const pools = processState().pools;
   if (pools.has(pool.name)) {
-    throw new Error(`a pool named "${pool.name}" already exists in this process: pool names must be unique`);
+    throw new InvalidOptionError(`a pool named "${pool.name}" already exists in this process: pool names must be unique`);
   }
   pools.set(pool.name, pool);
 }

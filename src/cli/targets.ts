@@ -3,10 +3,9 @@
  * module defines (their exact configuration, the recommended way), or one
  * backend built from the environment.
  */
-import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import type { Backend } from "../backends/backend.js";
 import { registeredPools } from "../runtime.js";
+import { loadEntry } from "./load-entry.js";
 
 export interface Target {
   /** Pool name, or undefined for "every pool on this backend". */
@@ -29,7 +28,7 @@ export async function resolveTargets(args: TargetArgs): Promise<Target[]> {
   if (Boolean(args.entry) === Boolean(args.backend)) throw new Error("give exactly one of --entry and --backend");
   if (args.backend) return [{ pool: args.pool, backend: await backendFromEnvironment(args.backend) }];
   const entry = args.entry!;
-  await import(pathToFileURL(isAbsolute(entry) ? entry : resolve(entry)).href);
+  await loadEntry(entry);
   const pools = registeredPools();
   const chosen = args.pool ? pools.filter((pool) => pool.name === args.pool) : pools;
   if (chosen.length === 0) {
