@@ -23,7 +23,6 @@ import { bootScript, USER_DATA_LIMIT } from "./ec2/user-data.js";
 import { sleep } from "../retry.js";
 
 export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
-export { clientToken, EC2_TAGS };
 
 /**
  * Stands for the parent's address in the control plane URL until it has been

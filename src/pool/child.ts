@@ -2,7 +2,6 @@
  * placeChild: a long-lived task on a runner, linked to its caller. It is a
  * call without a timeout whose handle is returned as soon as a runner took it.
  */
-import type { Runner } from "./runner.js";
 
 export interface PlacedChild<T> {
   /** The runner the child runs on. */
@@ -14,7 +13,8 @@ export interface PlacedChild<T> {
 }
 
 export function startChild<T>(
-  submit: (signal: AbortSignal, onPlaced: (runner: Runner) => void) => Promise<unknown>,
+  // Only the runner's id: the published declarations must not reach the Runner (and its ws types).
+  submit: (signal: AbortSignal, onPlaced: (runner: { readonly id: string }) => void) => Promise<unknown>,
   callerSignal: AbortSignal | undefined,
 ): Promise<PlacedChild<T>> {
   const controller = new AbortController();

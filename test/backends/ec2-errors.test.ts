@@ -15,7 +15,8 @@ import { DeleteParameterCommand, GetParameterCommand, PutParameterCommand, SSMCl
 import { mockClient } from "aws-sdk-client-mock";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BackendError, BootError, type Logger, type ProvisionRequest } from "../../src/index.js";
-import { clientToken, Ec2Backend, type Ec2BackendOptions } from "../../src/backends/ec2.js";
+import { Ec2Backend, type Ec2BackendOptions } from "../../src/backends/ec2.js";
+import { clientToken } from "../../src/backends/ec2/run-instances.js";
 import { decodeRunnerEnv, encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
 
