@@ -27,6 +27,7 @@ export class LocalBackend implements Backend {
       // The parent computed its version from the same entry in this same process.
       appVersion: appVersion(request.entry ?? process.argv[1]),
       findPool: () => findPool(boot.pool),
+      holdsProcess: false,
     });
     this.runners.set(request.runnerId, { agent, pool: request.pool, parentId: request.parentId });
     agent.connect().then(

@@ -10,6 +10,8 @@ import { agentEntry } from "../package-paths.js";
 import * as v from "valibot";
 import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { OUTPUT_CAPTURED_ENV } from "../protocol/runner-env.js";
+import { RunnerOutput } from "./process-output.js";
 
 export interface ProcessBackendOptions {
   /** Module runners import. Default: the pool's `entry` (by default the module that constructed the pool). */
@@ -32,9 +34,6 @@ const schema = v.strictObject({
   killTimeout: v.optional(milliseconds(), 2_000),
 });
 
-
-/** Bytes of a runner's stderr kept to explain a crash before it connected. */
-const STDERR_TAIL = 4_096;
 
 interface LiveChild {
   child: ChildProcess;
@@ -60,8 +59,11 @@ export class ProcessBackend implements Backend {
     let child: ChildProcess;
     try {
       child = spawn(execPath, args, {
-        env: { ...process.env, ...this.options.env, ...request.env },
-        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, ...this.options.env, [OUTPUT_CAPTURED_ENV]: "1", ...request.env },
+        stdio: ["ignore", "pipe", "pipe"],
+        // Its own process group: a Ctrl-C in the parent's terminal does not reach the runners,
+        // which end through the pool (drained by stop()) or when their parent is gone.
+        detached: true,
       });
     } catch (error) {
       // Node throws synchronously for some failures (ENOMEM, bad arguments) and reports the rest as 'error'.
@@ -74,22 +76,21 @@ export class ProcessBackend implements Backend {
       if (spawned) request.log.warn({ err: error, runnerId: request.runnerId }, `runner process ${child.pid}: ${error.message}`);
     });
     // When the spawn fails for want of file descriptors (EMFILE, ENFILE), Node never creates the pipes.
-    let stderrTail = "";
-    child.stderr?.setEncoding("utf8");
-    child.stderr?.on("data", (chunk: string) => {
-      stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL);
-    });
+    const output = new RunnerOutput(request.log, request.runnerId);
+    output.read(child.stdout, "stdout");
+    output.read(child.stderr, "stderr");
     const exited = new Promise<string>((resolve) => {
       child.once("exit", (code, signal) => {
-        const tail = stderrTail.trim();
-        resolve(`process ${child.pid ?? "?"} exited with ${signal ?? `code ${code}`}${tail ? `; its last output:\n${tail}` : ""}`);
+        void output.lastOutput().then((tail) =>
+          resolve(`process ${child.pid ?? "?"} exited with ${signal ?? `code ${code}`}${tail ? `; its last output:\n${tail}` : ""}`),
+        );
       });
     });
     try {
       // Node emits 'spawn' or 'error' on the next tick; whichever comes first says whether the process exists.
       await once(child, "spawn");
     } catch (error) {
-      child.stderr?.destroy();
+      output.destroy();
       throw spawnFailed(error, command);
     }
     spawned = true;
@@ -99,7 +100,6 @@ export class ProcessBackend implements Backend {
     void exited.then(() => this.children.delete(request.runnerId));
     // Children must not keep the parent's event loop alive on their own.
     child.unref();
-    (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
     return { runnerId: request.runnerId, providerId: String(child.pid), exited };
   }
 
@@ -108,8 +108,8 @@ export class ProcessBackend implements Backend {
     if (!live) return;
     const { child } = live;
     if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), this.options.killTimeout);
+      signalGroup(child, "SIGTERM");
+      const killer = setTimeout(() => signalGroup(child, "SIGKILL"), this.options.killTimeout);
       await live.exited;
       clearTimeout(killer);
     }
@@ -125,6 +125,18 @@ export class ProcessBackend implements Backend {
         parentId: live.parentId,
         state: "running",
       }));
+  }
+}
+
+/**
+ * Signals the runner's whole process group (it leads its own, see provision), so
+ * what its app code spawned goes with it; falls back to the process alone.
+ */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-child.pid!, signal);
+  } catch {
+    child.kill(signal);
   }
 }
 

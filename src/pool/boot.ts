@@ -102,7 +102,9 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     crashed?.catch(() => undefined);
     const connection = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
     socket = connection.socket;
-    const hello = await Promise.race([connection.hello, aborted, ...(crashed ? [crashed] : [])]);
+    // A runner that dies right after connecting closes its socket a moment before its exit
+    // (with its last output) is known: give the crash the chance to be the reason.
+    const hello = await Promise.race([connection.hello.catch((error: unknown) => explainedByExit(error, crashed)), aborted, ...(crashed ? [crashed] : [])]);
     checkHello(hello, runner.id, context);
     if (socket.readyState !== socket.OPEN) throw new BootError(`runner ${runner.id} closed its connection right after saying hello`);
     socket.send(encodeMessage({ type: "welcome" }));
@@ -129,6 +131,18 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
 function attachReady(runner: Runner, socket: WebSocket, context: BootContext): void {
   runner.attach(socket, context.heartbeatInterval);
   runner.state = "ready";
+}
+
+/** How long a failed hello waits for the runner's exit to explain it. */
+const EXIT_EXPLANATION_WAIT = 500;
+
+/** Rethrows `error`, or the runner's crash if it comes within a moment (it says more). */
+async function explainedByExit(error: unknown, crashed: Promise<never> | undefined): Promise<never> {
+  if (crashed) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([crashed, new Promise((resolve) => (timer = setTimeout(resolve, EXIT_EXPLANATION_WAIT)))]).finally(() => clearTimeout(timer));
+  }
+  throw error;
 }
 
 /** Pings a connected runner until the Runner takes over its heartbeat. */

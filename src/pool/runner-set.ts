@@ -30,7 +30,7 @@ export class RunnerSet {
   leastLoaded(maxConcurrency: number): Runner | undefined {
     let best: Runner | undefined;
     for (const runner of this.runners.values()) {
-      if (runner.state !== "ready" || runner.load >= maxConcurrency) continue;
+      if (!runner.acceptsCalls || runner.load >= maxConcurrency) continue;
       if (!best || runner.load < best.load) best = runner;
     }
     return best;

@@ -45,6 +45,9 @@ export interface RunnerEvents {
   exited(runner: Runner, detail: string): void;
 }
 
+/** How long a closed connection waits for the backend to say how the runner ended. */
+const EXIT_DETAIL_WAIT = 300;
+
 export class Runner {
   state: RunnerState = "booting";
   provisioned: ProvisionedRunner | undefined;
@@ -66,6 +69,11 @@ export class Runner {
     private readonly log: Logger,
     private readonly abortGracePeriod: number,
   ) {}
+
+  /** Ready, and its connection is open (a closed one is still being explained, see connectionClosed). */
+  get acceptsCalls(): boolean {
+    return this.state === "ready" && this.socket !== undefined && this.socket.readyState === this.socket.OPEN;
+  }
 
   /** Calls on this runner, including abandoned ones still running. */
   get load(): number {
@@ -91,8 +99,9 @@ export class Runner {
   /** Takes over the authenticated socket once the runner said hello. */
   attach(socket: WebSocket, heartbeatInterval: number): void {
     this.socket = socket;
+    this.holdProcess(false);
     socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));
-    socket.on("close", (code, reason) => this.markExited(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
+    socket.on("close", (code, reason) => void this.connectionClosed(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
     socket.on("error", (error) => this.log.debug({ err: error }, "runner socket error"));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -114,8 +123,40 @@ export class Runner {
 
   /** Sends an already-encoded call frame and tracks it. */
   startCall(call: InFlightCall, frame: Buffer): void {
+    if (this.inFlight.size === 0) this.holdProcess(true);
     this.inFlight.set(call.callId, call);
     sendCoalesced(this.socket!, frame);
+  }
+
+  /**
+   * An idle runner's connection must not keep the parent's process alive (a
+   * script that forgot stop() exits when its work is done, as with undici's
+   * idle sockets); a call in flight must. `ws` exposes no ref/unref, so this
+   * reaches for its net.Socket, as coalesce.ts does.
+   */
+  private holdProcess(hold: boolean): void {
+    const raw = (this.socket as unknown as { _socket?: { ref(): void; unref(): void } } | undefined)?._socket;
+    if (hold) raw?.ref();
+    else raw?.unref();
+  }
+
+  /**
+   * The connection dropped. When the backend can tell how the runner ended (a
+   * process's exit code and last output), wait a moment for it, so the calls
+   * that fail say why rather than only "connection closed".
+   */
+  private async connectionClosed(detail: string): Promise<void> {
+    const exited = this.provisioned?.exited;
+    if (exited && this.state !== "exited") {
+      let timer: NodeJS.Timeout | undefined;
+      const ending = await Promise.race([
+        exited,
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), EXIT_DETAIL_WAIT))),
+      ]);
+      clearTimeout(timer);
+      if (ending) detail = `${detail}; ${ending}`;
+    }
+    this.markExited(detail);
   }
 
   /**
@@ -209,6 +250,7 @@ export class Runner {
     const call = this.inFlight.get(message.callId);
     if (!call) return;
     this.inFlight.delete(message.callId);
+    if (this.inFlight.size === 0) this.holdProcess(false);
     clearTimeout(call.graceTimer);
     if (!call.abandoned) call.settle(message);
     this.events.callFinished(this);

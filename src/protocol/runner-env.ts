@@ -5,6 +5,9 @@
  */
 export const RUNNER_ENV_VAR = "FLAME_PARENT";
 
+/** Set by a backend that reads the runner's stdout and stderr itself: the agent then forwards none of it. */
+export const OUTPUT_CAPTURED_ENV = "FLAME_OUTPUT_CAPTURED";
+
 export interface RunnerBootInfo {
   /** WebSocket URL of the parent's control plane, e.g. ws://127.0.0.1:40123. */
   parentUrl: string;

@@ -33,6 +33,12 @@ export interface AgentOptions {
   findPool: () => RegisteredPool | undefined;
   /** Diagnostics that must not go through the forwarded console (it would loop). */
   report?: (message: string) => void;
+  /**
+   * Whether the connection keeps the process alive (default true: it is what a runner
+   * process lives for). LocalBackend's in-process agents say false, so the parent's
+   * process can exit when its work is done.
+   */
+  holdsProcess?: boolean;
 }
 
 /** Why the agent stopped; run.ts turns it into an exit code. */
@@ -163,6 +169,7 @@ export class Agent {
     }
     this.socket = socket;
     this.state = "connected";
+    if (this.options.holdsProcess === false) (socket as unknown as { _socket?: { unref(): void } })._socket?.unref();
     socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));
     socket.on("close", (code) => this.end({ reason: "parent-gone", detail: `connection closed (${code})` }));
     socket.on("ping", () => {

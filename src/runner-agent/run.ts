@@ -13,10 +13,10 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import { appVersion, findPool, markAsRunner } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
-import { forwardConsole } from "./console-forwarding.js";
+import { forwardOutput } from "./output-forwarding.js";
 
 /**
  * The runner process's exit codes (documented in the README):
@@ -94,7 +94,8 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
     report(entryError);
   }
   await connected;
-  forwardConsole((level, text) => void agent.forwardLog(level, text));
+  // ProcessBackend reads this process's pipes itself (output before connecting included).
+  if (process.env[OUTPUT_CAPTURED_ENV] !== "1") forwardOutput((level, text) => void agent.forwardLog(level, text));
   await agent.serve(entryError);
   // exitFor ends the process; nothing after this point runs.
   return new Promise<never>(() => undefined);
