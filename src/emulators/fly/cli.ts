@@ -15,7 +15,8 @@ Options:
   --port <n>         port to listen on (default: any free port)
   --app <name>       app the emulator serves (default: flame-emulated)
   --token <token>    API token it accepts (default: a random one, printed)
-  --spec <path>      Fly's OpenAPI spec (default: $FLY_OPENAPI_SPEC)
+  --spec <path>      Fly's OpenAPI spec (default: $FLY_OPENAPI_SPEC, else the copy
+                     flame-ts ships in spec/fly/machines-openapi.json)
   --no-validate      do not check requests against the spec (no ajv needed)
   --no-rate-limits   do not enforce Fly's rate limits
   --quiet            do not copy machines' output to stderr
@@ -74,7 +75,8 @@ export async function runFlyEmulatorCommand(argv: string[]): Promise<FlyEmulator
     process.stdout.write(FLY_EMULATOR_USAGE);
     process.exit(0);
   }
-  const emulator = await startFlyEmulator(parseFlyEmulatorArgs(argv));
+  // invokedFrom: errors about a missing ajv or spec then suggest --no-validate, not the API's validate: false.
+  const emulator = await startFlyEmulator({ ...parseFlyEmulatorArgs(argv), invokedFrom: "cli" });
   process.stdout.write(describeFlyEmulator(emulator));
   const shutdown = () => {
     void emulator.close().then(() => process.exit(0));

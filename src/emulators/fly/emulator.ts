@@ -18,7 +18,7 @@ import * as v from "valibot";
 import { milliseconds, parseOptions } from "../../validation.js";
 import { EmulatedApp, HttpError, type Reply } from "./app.js";
 import type { BootFault, EmulatedMachine, MachineEvent, MachineState } from "./machine.js";
-import { OpenApiContract, resolveSpecPath, type Operation } from "./openapi.js";
+import { OpenApiContract, resolveSpecPath, type EmulatorInterface, type Operation } from "./openapi.js";
 
 export type { BootFault } from "./machine.js";
 
@@ -32,10 +32,16 @@ export interface FlyEmulatorOptions {
   region?: string;
   /** Port on 127.0.0.1. Default 0 (any free port). */
   port?: number;
-  /** Fly's OpenAPI spec. Default: env FLY_OPENAPI_SPEC, else ../shared/fly/machines-openapi.json next to the repository. */
+  /** Fly's OpenAPI spec. Default: env FLY_OPENAPI_SPEC, else the copy flame-ts ships, spec/fly/machines-openapi.json in its package. */
   specPath?: string;
   /** Check requests and responses against the spec (needs ajv and ajv-formats). Default true. */
   validate?: boolean;
+  /**
+   * The interface the emulator was started from, so an error about a missing
+   * spec or ajv names that interface's switches: "api" says `validate: false`,
+   * "cli" (what `flame-ts fly-emulator` sets) says `--no-validate`. Default "api".
+   */
+  invokedFrom?: EmulatorInterface;
   /** Refuse body fields and query parameters the spec does not declare (Fly ignores them silently). Default true. */
   strict?: boolean;
   /** Enforce Fly's published rate limits with 429: 1 request per second per action, bursts of 3; get machine 5 per second, bursts of 10. Default true. */
@@ -161,6 +167,7 @@ const optionsSchema = v.strictObject({
   port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), 0),
   specPath: v.optional(v.string()),
   validate: v.optional(v.boolean(), true),
+  invokedFrom: v.optional(v.picklist(["api", "cli"]), "api"),
   strict: v.optional(v.boolean(), true),
   rateLimits: v.optional(v.boolean(), true),
   baseEnv: v.optional(v.record(v.string(), v.string())),
@@ -179,7 +186,9 @@ const RATE_TOLERANCE = 0.05;
 /** Starts an emulator; resolves once it listens. */
 export async function startFlyEmulator(input: FlyEmulatorOptions = {}): Promise<FlyEmulator> {
   const options = parseOptions("Fly emulator", optionsSchema, input);
-  const contract = options.validate ? await OpenApiContract.load(resolveSpecPath(options.specPath), { strict: options.strict }) : undefined;
+  const contract = options.validate
+    ? await OpenApiContract.load(resolveSpecPath(options.specPath, options.invokedFrom), { strict: options.strict, from: options.invokedFrom })
+    : undefined;
   const state = new EmulatorServer(options, contract);
   const server = createServer((request, response) => void state.handle(request, response));
   server.keepAliveTimeout = 5_000;

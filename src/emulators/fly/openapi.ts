@@ -17,8 +17,26 @@ import { packageRoot } from "../../package-paths.js";
 /** The env var that points the emulator at the spec. */
 export const SPEC_ENV_VAR = "FLY_OPENAPI_SPEC";
 
-/** Where the spec sits in the flame-ts repository's CI checkout: ../shared/fly/ next to the repository. */
-const repositorySpec = () => join(packageRoot(), "..", "shared", "fly", "machines-openapi.json");
+/**
+ * flame-ts' own copy of the spec (see spec/fly/README.md for its source). It
+ * ships in the npm package, so the emulator finds it from a clone and from an
+ * installed package alike.
+ */
+export function packagedSpecPath(): string {
+  return join(packageRoot(), "spec", "fly", "machines-openapi.json");
+}
+
+/**
+ * Where the emulator was started from: its messages name the switches of that
+ * interface ("validate: false" in code, "--no-validate" on the command line).
+ */
+export type EmulatorInterface = "api" | "cli";
+
+/** The words each interface uses for the emulator's spec and validation switches. */
+const SWITCHES: Record<EmulatorInterface, { specPath: string; noValidate: string }> = {
+  api: { specPath: "pass specPath", noValidate: "pass validate: false" },
+  cli: { specPath: "pass --spec <file>", noValidate: "pass --no-validate" },
+};
 
 const SPEC_ID = "fly-machines-openapi";
 
@@ -46,12 +64,13 @@ export interface Operation {
   responses: Map<string, Validate | undefined>;
 }
 
-/** Finds the spec: an explicit path, then FLY_OPENAPI_SPEC, then the repository's copy. */
-export function resolveSpecPath(explicit?: string): string {
-  const candidate = explicit ?? process.env[SPEC_ENV_VAR] ?? repositorySpec();
+/** Finds the spec: an explicit path, then FLY_OPENAPI_SPEC, then the copy shipped in the package. */
+export function resolveSpecPath(explicit?: string, from: EmulatorInterface = "api"): string {
+  const candidate = explicit ?? process.env[SPEC_ENV_VAR] ?? packagedSpecPath();
   if (!existsSync(candidate)) {
+    const switches = SWITCHES[from];
     throw new Error(
-      `Fly's Machines API OpenAPI spec was not found at ${candidate}: pass "specPath" or set ${SPEC_ENV_VAR} to machines-openapi.json (https://docs.machines.dev/openapi.json), or start the emulator with validate: false`,
+      `Fly's Machines API OpenAPI spec was not found at ${candidate}: ${switches.specPath} or set ${SPEC_ENV_VAR} to Fly's machines OpenAPI JSON (https://docs.machines.dev/spec/openapi3.json), or ${switches.noValidate}`,
     );
   }
   return candidate;
@@ -64,10 +83,10 @@ export class OpenApiContract {
     private readonly errorResponse: Validate | undefined,
   ) {}
 
-  /** Reads and compiles the spec at `specPath`. */
-  static async load(specPath: string, options: { strict: boolean }): Promise<OpenApiContract> {
+  /** Reads and compiles the spec at `specPath`; `from` words the error when ajv is missing (default "api"). */
+  static async load(specPath: string, options: { strict: boolean; from?: EmulatorInterface }): Promise<OpenApiContract> {
     const spec = JSON.parse(readFileSync(specPath, "utf8")) as Json;
-    const ajv = await createAjv();
+    const ajv = await createAjv(options.from ?? "api");
     const transform = (schema: unknown) => toJsonSchema(schema, options.strict);
     const components = (spec.components as Json | undefined)?.schemas as Json | undefined;
     const schemas: Json = {};
@@ -192,14 +211,15 @@ export class OpenApiContract {
   }
 }
 
-async function createAjv(): Promise<{ addSchema(schema: Json): unknown; compile(schema: Json): unknown }> {
+/** ajv with formats, imported on demand; without them, says how to get them or do without in the words of `from`. */
+async function createAjv(from: EmulatorInterface): Promise<{ addSchema(schema: Json): unknown; compile(schema: Json): unknown }> {
   let ajvModule: { default: unknown };
   let formatsModule: { default: unknown };
   try {
     [ajvModule, formatsModule] = await Promise.all([import("ajv"), import("ajv-formats")]);
   } catch (error) {
     throw new Error(
-      "the Fly emulator checks requests against Fly's OpenAPI spec with ajv and ajv-formats (optional peer dependencies of flame-ts): install them (npm install -D ajv ajv-formats) or start it with validate: false",
+      `the Fly emulator checks requests against Fly's OpenAPI spec with ajv and ajv-formats, optional peer dependencies of flame-ts that are not installed: install ajv and ajv-formats (npm install -D ajv ajv-formats) or ${SWITCHES[from].noValidate}`,
       { cause: error },
     );
   }
