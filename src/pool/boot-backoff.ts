@@ -10,6 +10,9 @@ const MAX_DELAY = 5_000;
 
 export class BootBackoff {
   lastError: Error | undefined;
+  /** Whether the last failure was the same as the one before it (see `failed`). */
+  repeated = false;
+  private lastSignature: string | undefined;
   /** How long the last boot took (ms), success or failure: the estimate of what a retry takes. */
   lastDuration = 0;
   private consecutiveFailures = 0;
@@ -22,10 +25,18 @@ export class BootBackoff {
   succeeded(duration: number): void {
     this.lastDuration = duration;
     this.consecutiveFailures = 0;
+    this.lastSignature = undefined;
+    this.repeated = false;
   }
 
-  /** Records a failure and returns how long to wait before the next boot, in ms. */
-  failed(error: Error, duration: number): number {
+  /**
+   * Records a failure and returns how long to wait before the next boot, in ms.
+   * `signature` is the failure with what differs between attempts (runner ids,
+   * pids, ports) taken out: two in a row that match set `repeated`.
+   */
+  failed(error: Error, duration: number, signature = error.message): number {
+    this.repeated = this.consecutiveFailures > 0 && signature === this.lastSignature;
+    this.lastSignature = signature;
     this.lastError = error;
     this.lastDuration = duration;
     this.consecutiveFailures += 1;

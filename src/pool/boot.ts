@@ -97,7 +97,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     runner.provisioned = provisioned;
 
     const crashed = provisioned.exited?.then((detail) => {
-      throw new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`);
+      throw runnerFailure(new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`));
     });
     crashed?.catch(() => undefined);
     const connection = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
@@ -156,7 +156,7 @@ function pingUntilAttached(socket: WebSocket, interval: number): () => void {
 
 function readHello(socket: WebSocket, runnerId: string): Promise<HelloMessage> {
   return new Promise((resolve, reject) => {
-    const onClose = () => reject(new BootError(`runner ${runnerId} closed its connection before saying hello`));
+    const onClose = () => reject(runnerFailure(new BootError(`runner ${runnerId} closed its connection before saying hello`)));
     socket.once("close", onClose);
     socket.once("message", (data: Buffer, isBinary: boolean) => {
       socket.off("close", onClose);
@@ -165,7 +165,7 @@ function readHello(socket: WebSocket, runnerId: string): Promise<HelloMessage> {
         if (message.type !== "hello") throw new Error(`expected hello, got ${message.type}`);
         resolve(message);
       } catch (error) {
-        reject(new BootError(`runner ${runnerId} sent an invalid hello: ${(error as Error).message}`, { cause: error }));
+        reject(runnerFailure(new BootError(`runner ${runnerId} sent an invalid hello: ${(error as Error).message}`, { cause: error })));
       }
     });
   });
@@ -183,7 +183,7 @@ function checkHello(hello: HelloMessage, runnerId: string, context: BootContext)
     );
   }
   if (hello.entryError) {
-    throw new BootError(`runner ${runnerId} could not load the app: ${hello.entryError}`);
+    throw runnerFailure(new BootError(`runner ${runnerId} could not load the app: ${hello.entryError}`));
   }
   if (!hello.poolDefined) {
     throw new BootError(
@@ -210,6 +210,27 @@ async function terminateQuietly(context: BootContext, provisioned: ProvisionedRu
   } catch (error) {
     context.log.error({ err: error, runnerId: provisioned.runnerId }, "could not terminate a runner whose boot failed");
   }
+}
+
+/**
+ * Failures the runner itself caused (it crashed, its entry failed to load, it
+ * hung up before saying hello): a retry runs the same code on the same image,
+ * so the same failure twice in a row is taken as final (see Scheduler.onBootFailed).
+ */
+const runnerFailures = new WeakSet<Error>();
+
+export function failedOnTheRunner(error: unknown): boolean {
+  return error instanceof Error && runnerFailures.has(error);
+}
+
+function runnerFailure(error: BootError): BootError {
+  runnerFailures.add(error);
+  return error;
+}
+
+/** What stays the same when a boot fails the same way again: the message without ids, pids and numbers. */
+export function failureSignature(error: Error, runnerId: string): string {
+  return error.message.split(runnerId).join("<runner>").replace(/\d+/g, "#");
 }
 
 /** Whether another attempt may succeed after this boot failure. */

@@ -11,7 +11,7 @@ import { BootError, BootTimeoutError, FlameError, PoolStoppedError, QueueFullErr
 import { childLogger, type Logger } from "../log.js";
 import { parentId } from "../runtime.js";
 import { BootBackoff } from "./boot-backoff.js";
-import { bootRunner, isRetryable } from "./boot.js";
+import { bootRunner, failedOnTheRunner, failureSignature, isRetryable } from "./boot.js";
 import type { ResolvedPoolOptions, ShrinkReason } from "./options.js";
 import type { PendingCall } from "./pending-call.js";
 import { Runner, type RunnerEvents } from "./runner.js";
@@ -196,7 +196,7 @@ export class Scheduler {
         (error: Error) => {
           this.runners.delete(runner);
           callHook(this.log, "onGrowEnd", () => this.options.onGrowEnd?.({ ok: false, error }, info));
-          this.onBootFailed(error, Date.now() - startedAt);
+          this.onBootFailed(error, Date.now() - startedAt, runnerId);
           throw error;
         },
       );
@@ -235,14 +235,21 @@ export class Scheduler {
    * still be served within their deadline; callers it cannot serve in time, or
    * all of them when the failure is not retryable, get the boot error now.
    */
-  private onBootFailed(error: Error, duration: number): void {
+  private onBootFailed(error: Error, duration: number, runnerId: string): void {
     if (!this.running) return;
-    const delay = this.backoff.failed(error, duration);
-    const retryable = isRetryable(error);
-    this.log.warn({ err: error }, `runner boot failed${retryable ? ", will retry" : ""}: ${error.message}`);
+    const delay = this.backoff.failed(error, duration, failureSignature(error, runnerId));
+    // The runner failed the same way twice in a row (its entry throws, it crashes at start):
+    // the next attempt runs the same code, so callers get the reason now, not after a dozen tries.
+    const final = this.backoff.repeated && failedOnTheRunner(error);
+    const retryable = isRetryable(error) && !final;
+    // Logged once: the same failure again is only worth a debug line.
+    if (this.backoff.repeated) this.log.debug({ err: error }, `runner boot failed the same way again: ${error.message}`);
+    else this.log.warn({ err: error }, `runner boot failed${retryable ? ", will retry" : ""}: ${error.message}`);
     const othersCanServe = this.runners.activeCount() > 0;
     if (!retryable) {
       if (!othersCanServe) this.failQueued(error);
+      // A runner failure may yet clear (a dependency comes back): min keeps trying, slowly.
+      if (final) this.backoff.schedule(delay, () => this.scale());
       return;
     }
     if (!othersCanServe) this.failQueued(error, Date.now() + delay + this.backoff.lastDuration);
