@@ -108,6 +108,20 @@ export class VersionMismatchError extends FlameError {
 }
 
 /**
+ * A call was made by an app module's top-level code while a runner imported it
+ * (or while the CLI inspected it): every runner would make it again and boot a
+ * runner of its own for it. Guard such code with `if (!isRunner())`.
+ */
+export class UnguardedCallError extends FlameError {
+  constructor(functionId: string) {
+    super(
+      "FLAME_UNGUARDED_CALL",
+      `"${functionId}" was called while a runner was loading the app's entry module: code that makes calls at load time must run only on the parent (wrap it in if (!isRunner()))`,
+    );
+  }
+}
+
+/**
  * A backend's provider failed. `retryable` tells the pool whether another boot
  * attempt may succeed (capacity, throttling) or is pointless (bad credentials).
  */

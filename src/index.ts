@@ -15,7 +15,7 @@ export type {
   ShrinkReason,
   IdleShutdownPolicy,
 } from "./pool/options.js";
-export type { DefinedFunction } from "./pool/function.js";
+export type { DefinedFunction, RemoteFunction } from "./pool/function.js";
 export { currentCall, type CallContext } from "./call-context.js";
 export type { PlacedChild } from "./pool/child.js";
 export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, ControlPlaneAddress } from "./backends/backend.js";
@@ -54,5 +54,6 @@ export {
   SerializationError,
   UnknownFunctionError,
   VersionMismatchError,
+  UnguardedCallError,
   BackendError,
 } from "./errors.js";

@@ -29,6 +29,8 @@ interface ProcessState {
   runner: RunnerIdentity | undefined;
   /** Set by the CLI while it loads an app's module to inspect its pools: it must not start the app. */
   inspecting?: boolean;
+  /** True while a runner imports its entry module: a call made then is app code that forgot isRunner(). */
+  loadingEntry?: boolean;
   pools: Map<string, RegisteredPool>;
 }
 
@@ -63,6 +65,21 @@ export function markAsRunner(identity: RunnerIdentity): void {
  */
 export function markAsInspecting(): void {
   processState().inspecting = true;
+}
+
+/** @internal The runner agent marks the import of the entry module; the CLI's inspection counts too. */
+export function setLoadingEntry(loading: boolean): void {
+  processState().loadingEntry = loading;
+}
+
+/**
+ * @internal Whether a call made now would come from an app module's top-level
+ * code on a runner (or under the CLI): each runner would import the module,
+ * make the call, and boot another runner for it, without end.
+ */
+export function callsAreUnguarded(): boolean {
+  const state = processState();
+  return state.inspecting === true || (state.runner !== undefined && state.loadingEntry === true);
 }
 
 /** @internal */

@@ -7,11 +7,11 @@
  */
 import type { Backend } from "../backends/backend.js";
 import { ProcessBackend } from "../backends/process.js";
-import { CallAbortedError, InvalidOptionError, PoolStoppedError } from "../errors.js";
+import { CallAbortedError, InvalidOptionError, PoolStoppedError, UnguardedCallError } from "../errors.js";
 import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
-import { appVersion, isRunner, registerPool, unregisterPool, type RegisteredPool } from "../runtime.js";
-import { isDefinedFunction, type AnyDefinedFunction, type DefinedFunction } from "./function.js";
+import { appVersion, callsAreUnguarded, isRunner, registerPool, unregisterPool, type RegisteredPool } from "../runtime.js";
+import { isDefinedFunction, type AnyDefinedFunction, type AnyRemoteFunction, type RemoteFunction } from "./function.js";
 import { constructingModule, resolveEntry } from "./entry.js";
 import {
   resolveCallOptions,
@@ -80,7 +80,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
    * runner with the same arguments. Inside `fn`, `currentCall()` gives the
    * call's signal, runner and deadline.
    */
-  define<F extends (...args: any[]) => unknown>(id: string, fn: F): DefinedFunction<F> {
+  define<Args extends unknown[], Result>(id: string, fn: (...args: Args) => Result): RemoteFunction<Args, Result> {
     if (typeof id !== "string" || !/^[^\s]{1,200}$/.test(id)) {
       throw new InvalidOptionError(`pool "${this.name}": function id must be a non-empty string without spaces, got ${JSON.stringify(id)}`);
     }
@@ -91,7 +91,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       throw new InvalidOptionError(`pool "${this.name}" already has a function "${id}": ids must be unique`);
     }
     this.functions.set(id, fn);
-    const defined = ((...args: unknown[]) => this.call(defined as AnyDefinedFunction, args as never)) as unknown as DefinedFunction<F>;
+    const defined = ((...args: unknown[]) => this.call(defined as AnyDefinedFunction, args as never)) as unknown as RemoteFunction<Args, Result>;
     Object.defineProperties(defined, {
       functionId: { value: id, enumerable: true },
       poolName: { value: this.name, enumerable: true },
@@ -108,16 +108,17 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 
   /** Runs `fn` on a runner and resolves with its result. */
-  call<F extends AnyDefinedFunction>(fn: F, args: Parameters<F>, options?: CallOptions): ReturnType<F> {
+  call<F extends AnyRemoteFunction>(fn: F, args: Parameters<F>, options?: CallOptions): ReturnType<F> {
     return this.submit(fn, args, options, false) as ReturnType<F>;
   }
 
   /** Runs `fn` on a runner without waiting. Failures go to the log and `onCastError`, never to an unhandled rejection. */
-  cast<F extends AnyDefinedFunction>(fn: F, args: Parameters<F>, options?: CallOptions): void {
+  cast<F extends AnyRemoteFunction>(fn: F, args: Parameters<F>, options?: CallOptions): void {
     this.submit(fn, args, options, false).catch((error: Error) => {
-      this.log.warn({ err: error, functionId: fn.functionId }, `cast of "${fn.functionId}" failed: ${error.message}`);
+      const functionId = isDefinedFunction(fn) ? fn.functionId : String(fn.name);
+      this.log.warn({ err: error, functionId }, `cast of "${functionId}" failed: ${error.message}`);
       try {
-        this.options.onCastError?.(error, { functionId: fn.functionId });
+        this.options.onCastError?.(error, { functionId });
       } catch (hookError) {
         this.log.error({ err: hookError }, "onCastError threw");
       }
@@ -128,7 +129,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
    * Starts a long-lived task on a runner. It holds one slot there and keeps the
    * runner from idling down until it ends. `stop()` or the signal aborts it.
    */
-  placeChild<F extends AnyDefinedFunction>(
+  placeChild<F extends AnyRemoteFunction>(
     fn: F,
     args: Parameters<F>,
     options?: { signal?: AbortSignal },
@@ -204,7 +205,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   // ---- calls ----------------------------------------------------------------
 
   private submit(
-    fn: AnyDefinedFunction,
+    fn: AnyRemoteFunction,
     args: unknown[],
     options: CallOptions | undefined,
     child: boolean,
@@ -217,6 +218,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       if (!Array.isArray(args)) throw new InvalidOptionError(`pool "${this.name}": arguments of "${fn.functionId}" must be an array`);
       const callOptions = resolveCallOptions(options);
       this.assertRunning();
+      if (callsAreUnguarded()) throw new UnguardedCallError(fn.functionId);
       if (callOptions.signal?.aborted) throw new CallAbortedError(fn.functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
       const timeout = callOptions.timeout ?? this.options.timeout;

@@ -14,7 +14,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
-import { appVersion, findPool, markAsRunner } from "../runtime.js";
+import { appVersion, findPool, markAsRunner, setLoadingEntry } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
 import { forwardOutput } from "./output-forwarding.js";
 
@@ -86,12 +86,15 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   // Loading the app and dialing the parent overlap: both dominate a cold start.
   let entryError: string | undefined;
   try {
+    setLoadingEntry(true);
     if (entryPath) await import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href);
   } catch (thrown) {
     const reason = thrown as Error;
     entryFailed = true;
     entryError = `the entry module ${entryPath} failed to load: ${reason?.stack ?? String(reason)}`;
     report(entryError);
+  } finally {
+    setLoadingEntry(false);
   }
   await connected;
   // ProcessBackend reads this process's pipes itself (output before connecting included).

@@ -4,91 +4,29 @@
  * it, and without the optional ajv peers the command must say how to go on
  * in its own words (--no-validate, not the API's validate: false).
  *
- * The package is built and packed from a staging copy of the repository, so
- * the repository's dist/ (which benchmarks and developers may be using) is
- * left alone; the build is the package's own `npm run build`.
+ * The package is built and packed as test/support/packed-package.ts does.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFlyEmulator } from "../../src/emulators/fly/emulator.js";
 import { resolveSpecPath, SPEC_ENV_VAR } from "../../src/emulators/fly/openapi.js";
 import { waitFor } from "../support/processes.js";
+import { appEnvironment, appWithPackage, BUILD_TIMEOUT, INSTALL_TIMEOUT, REPO, registryReachable, run } from "../support/packed-package.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const SPEC_IN_PACKAGE = "spec/fly/machines-openapi.json";
 const TOKEN = "packaged-emulator-token";
 const APP = "flame-emulated";
-/** Bounds on the slow steps, in ms: a build, an install from the registry. */
-const BUILD_TIMEOUT = 240_000;
-const INSTALL_TIMEOUT = 180_000;
 
-/**
- * This process's environment for commands run on behalf of another app:
- * without what `npm test` tells its scripts about flame-ts' own package, and
- * without FLY_OPENAPI_SPEC, so the emulator finds the spec by itself.
- */
-function appEnvironment(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of Object.keys(env)) {
-    if (/^npm_(lifecycle_|package_|command$|config_call$|config_local_prefix$)/i.test(name)) delete env[name];
-  }
-  delete env[SPEC_ENV_VAR];
-  delete env.NODE_OPTIONS;
-  return env;
-}
-
-/** Runs a command to its end within `timeout` ms; rejects with its output if it fails. */
-async function run(command: string, args: string[], cwd: string, timeout: number): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)(command, args, { cwd, env: appEnvironment(), timeout, maxBuffer: 16 * 1024 * 1024 });
-    return stdout;
-  } catch (error) {
-    const failed = error as Error & { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(" ")} failed in ${cwd}: ${failed.message}\n${failed.stdout ?? ""}${failed.stderr ?? ""}`);
-  }
-}
-
-/** Whether the npm registry answers: the install-heavy tests skip, saying so, when it does not. */
-async function registryReachable(): Promise<boolean> {
-  try {
-    await run("npm", ["ping"], tmpdir(), 20_000);
-    return true;
-  } catch (error) {
-    console.warn(`skipping the packaged Fly emulator's install tests: the npm registry is unreachable (${(error as Error).message.split("\n")[0]})`);
-    return false;
-  }
-}
-
-const registry = await registryReachable();
+const registry = await registryReachable("the packaged Fly emulator's install tests");
 
 /** The files `npm pack` would put in the package, without building or writing anything. */
 async function packedFileList(): Promise<string[]> {
   const output = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], REPO, 60_000);
   const [pack] = JSON.parse(output) as Array<{ files: Array<{ path: string }> }>;
   return pack!.files.map((file) => file.path);
-}
-
-/** `npm run build` and `npm pack` in a staging copy of the repository; resolves with the tarball's path. */
-async function buildAndPack(workspace: string): Promise<string> {
-  const stage = join(workspace, "flame-ts");
-  const manifest = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { files: string[] };
-  // What the build reads, and what the package ships besides dist/.
-  const sources = ["package.json", "tsconfig.json", "tsconfig.build.json", "src", ...manifest.files.filter((entry) => entry !== "dist")];
-  for (const entry of sources) {
-    if (existsSync(join(REPO, entry))) cpSync(join(REPO, entry), join(stage, entry), { recursive: true });
-  }
-  symlinkSync(join(REPO, "node_modules"), join(stage, "node_modules"));
-  await run("npm", ["run", "build", "--silent"], stage, BUILD_TIMEOUT);
-  const output = await run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", workspace], stage, 60_000);
-  const [pack] = JSON.parse(output) as Array<{ filename: string; files: Array<{ path: string }> }>;
-  expect(pack!.files.map((file) => file.path)).toContain(SPEC_IN_PACKAGE);
-  return join(workspace, pack!.filename);
 }
 
 /** A started `npx flame-ts fly-emulator` and everything it prints. */
@@ -189,21 +127,15 @@ it("advice on a missing spec names the switches of the interface in use", async 
 });
 
 describe.skipIf(!registry)("npx flame-ts fly-emulator from an app that installed the package", () => {
-  let workspace: string;
   let app: string;
 
   beforeAll(async () => {
     // Under the system's temp directory: no flame-ts repository, ../shared or node_modules above it.
-    workspace = mkdtempSync(join(tmpdir(), "flame-ts-packaged-"));
-    const tarball = await buildAndPack(workspace);
-    app = join(workspace, "app");
-    mkdirSync(app);
-    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "uses-flame-ts", private: true, type: "module" }, null, 2));
-    await run("npm", ["install", tarball, "--no-audit", "--no-fund", "--prefer-offline"], app, INSTALL_TIMEOUT);
+    app = await appWithPackage("uses-flame-ts");
   }, BUILD_TIMEOUT + INSTALL_TIMEOUT);
 
   afterAll(() => {
-    if (workspace) rmSync(workspace, { recursive: true, force: true });
+    if (app) rmSync(app, { recursive: true, force: true });
   });
 
   it("without ajv, refuses to validate and names the command's --no-validate", async () => {

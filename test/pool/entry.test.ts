@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { BootError } from "../../src/index.js";
 import { pool, where, whereNested } from "../fixtures/discovered-app.js";
+import { pool as unguardedPool, ping } from "../fixtures/unguarded-call-app.js";
 
-afterAll(() => pool.stop());
+afterAll(() => Promise.all([pool.stop(), unguardedPool.stop()]));
 
 describe("a pool's runners import the module that constructed it, with no entry option", () => {
   it("runs a call on a runner although the process's main script is the test runner's worker", async () => {
@@ -15,5 +17,13 @@ describe("a pool's runners import the module that constructed it, with no entry 
     expect(outer).not.toBe(process.pid);
     expect(inner).not.toBe(outer);
     expect(inner).not.toBe(process.pid);
+  });
+
+  it("a call made by the module's top-level code while a runner loads it fails the boot at once, naming the fix", async () => {
+    const startedAt = Date.now();
+    const error = await ping().catch((thrown: unknown) => thrown);
+    expect(error).toBeInstanceOf(BootError);
+    expect((error as Error).message).toMatch(/UnguardedCallError.*wrap it in if \(!isRunner\(\)\)/s);
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
   });
 });
