@@ -13,6 +13,13 @@ export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
+/** The level names the `log` option and FLAME_LOG_LEVEL accept. */
+export const LOG_LEVELS = Object.keys(LEVELS) as LogLevel[];
+
+export function isLogLevel(value: string): value is LogLevel {
+  return Object.hasOwn(LEVELS, value);
+}
+
 /**
  * A logger that writes one line per entry to stderr, e.g.
  * `[flame thumbs/thumbs-3f2a] warn: runner exited`.
@@ -45,7 +52,7 @@ export function resolveLogger(option: Logger | LogLevel | false | undefined): Lo
 
 function defaultLevel(): LogLevel {
   const fromEnv = process.env.FLAME_LOG_LEVEL as LogLevel | undefined;
-  return fromEnv && fromEnv in LEVELS ? fromEnv : "info";
+  return fromEnv && isLogLevel(fromEnv) ? fromEnv : "info";
 }
 
 /** Adds fixed fields (pool, runner id) to every entry. */

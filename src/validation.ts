@@ -9,6 +9,7 @@
  */
 import * as v from "valibot";
 import { InvalidOptionError } from "./errors.js";
+import { closestOption, knownOptionsAt } from "./option-suggestions.js";
 
 /**
  * The longest delay a Node timer honours (2^31-1 ms, about 24.8 days). A longer
@@ -44,6 +45,20 @@ export function nonNegativeInteger() {
   return v.pipe(v.number(), v.integer(), v.minValue(0));
 }
 
+/**
+ * A union (`idleShutdownAfter: number | { after, check }`) reports only "expected
+ * number | Object"; when the input matched one option's type, that option's own
+ * issues (deeper in the input) say what is really wrong.
+ */
+function specificIssues(issue: v.BaseIssue<unknown>): v.BaseIssue<unknown>[] {
+  if (issue.type !== "union") return [issue];
+  // A union's inner issues have paths relative to the union's own.
+  const deeper = (issue.issues ?? [])
+    .filter((inner) => (inner.path?.length ?? 0) > 0)
+    .map((inner) => ({ ...inner, path: [...(issue.path ?? []), ...inner.path!] }) as v.BaseIssue<unknown>);
+  return deeper.length > 0 ? deeper.flatMap(specificIssues) : [issue];
+}
+
 /** Validates `input` against `schema`, throwing InvalidOptionError that names `subject` and each bad option. */
 export function parseOptions<TSchema extends v.GenericSchema>(
   subject: string,
@@ -52,8 +67,13 @@ export function parseOptions<TSchema extends v.GenericSchema>(
 ): v.InferOutput<TSchema> {
   const result = v.safeParse(schema, input);
   if (result.success) return result.output;
-  const problems = result.issues.map((issue) => {
+  const problems = result.issues.flatMap(specificIssues).map((issue) => {
     const path = v.getDotPath(issue);
+    if (issue.type === "strict_object" && issue.expected === "never" && path) {
+      const keys = (issue.path ?? []).map((item) => String(item.key));
+      const suggestion = closestOption(keys.at(-1)!, knownOptionsAt(schema, keys.slice(0, -1)));
+      return `options: unknown option "${path}"${suggestion ? ` (did you mean "${[...keys.slice(0, -1), suggestion].join(".")}"?)` : ""}`;
+    }
     const option = path ? `option "${path}"` : "options";
     return `${option}: ${issue.message}`;
   });

@@ -4,7 +4,7 @@
  */
 import type { Backend } from "../backends/backend.js";
 import { InvalidOptionError } from "../errors.js";
-import type { Logger, LogLevel } from "../log.js";
+import { isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from "../log.js";
 import * as v from "valibot";
 import { MAX_TIMER_DELAY, milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
@@ -158,8 +158,10 @@ export function resolvePoolOptions(input: PoolOptions): ResolvedPoolOptions {
     throw new InvalidOptionError(`invalid ${subject} options: min (${parsed.min}) is greater than max (${parsed.max})`);
   }
   const log = parsed.log as PoolOptions["log"];
-  if (!(log === undefined || log === false || typeof log === "string" || isLogger(log))) {
-    throw new InvalidOptionError(`invalid ${subject} option "log": expected a logger, a level name or false`);
+  if (!(log === undefined || log === false || (typeof log === "string" && isLogLevel(log)) || isLogger(log))) {
+    throw new InvalidOptionError(
+      `invalid ${subject} option "log": expected a logger, one of the levels ${LOG_LEVELS.join(", ")}, or false; got ${typeof log === "string" ? JSON.stringify(log) : typeof log}`,
+    );
   }
   const idle = parsed.idleShutdownAfter;
   return {

@@ -33,7 +33,10 @@ describe("options are validated once, with errors naming the option and the bad 
     [{ name: "p", max: 1, log: 42 }, /option "log"/],
     [{ name: "p", max: 1, onGrowStart: "yes" }, /option "onGrowStart"/],
     [{ name: "p", max: 1, maxQueue: -1 }, /option "maxQueue"/],
-    [{ name: "p", max: 1, idleShutdownAfterr: 5 }, /option "idleShutdownAfterr": Invalid key/],
+    [{ name: "p", max: 1, idleShutdownAfterr: 5 }, /unknown option "idleShutdownAfterr" \(did you mean "idleShutdownAfter"\?\)/],
+    [{ name: "p", max: 1, idleShutdownAfter: { after: 5, check: () => true, chek: 1 } }, /unknown option "idleShutdownAfter.chek" \(did you mean "idleShutdownAfter.check"\?\)/],
+    [{ name: "p", max: 1, colour: "blue" }, /unknown option "colour"$/],
+    [{ name: "p", max: 1, log: "verbose" }, /option "log": expected a logger, one of the levels debug, info, warn, error, silent, or false; got "verbose"/],
     [{ name: "has space", max: 1 }, /option "name"/],
     [{ max: 1 }, /option "name"/],
   ])("rejects %o", (options, message) => {
@@ -51,7 +54,7 @@ describe("options are validated once, with errors naming the option and the bad 
     pools.push(pool);
     const double = pool.define("double", (n: number) => n * 2);
     expectInvalid(() => pool.define("double", () => 0), /already has a function "double"/);
-    expect(() => new Pool({ name: "dupes", max: 1 })).toThrow(/a pool named "dupes" already exists/);
+    expectInvalid(() => new Pool({ name: "dupes", max: 1 }), /a pool named "dupes" already exists/);
     await expect(pool.call(double, [2], { timeout: -1 })).rejects.toThrow(/invalid call option "timeout"/);
     await expect(pool.call(double, [2], { signal: "no" } as never)).rejects.toBeInstanceOf(InvalidOptionError);
     await expect(pool.call((() => 1) as never, [] as never)).rejects.toThrow(/can only call functions it defined/);
