@@ -15,10 +15,24 @@ Run "flame-ts <command> --help" for a command's options.
   help                  show this text
 `;
 
+const RUNNER_USAGE = `Usage: flame-ts runner [entry]
+
+The runner agent: what a runner machine runs. A flame-ts backend starts it with
+FLAME_PARENT set (the parent's address, this runner's id and one-time token);
+it imports the app's entry module (the argument, else FLAME_ENTRY), dials the
+parent, runs calls, and exits when the parent shuts it down or is gone.
+Not meant to be started by hand. Exit codes are listed in the README
+("Runner exit codes").
+`;
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "runner": {
+      if (rest[0] === "--help" || rest[0] === "-h") {
+        process.stdout.write(RUNNER_USAGE);
+        return 0;
+      }
       const { runAgent } = await import("./runner-agent/run.js");
       return runAgent(rest[0]);
     }
