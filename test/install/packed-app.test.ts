@@ -8,7 +8,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -212,6 +212,15 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     const { code, stdout, stderr } = await node(["main.mjs"], { FLAME_LOG_LEVEL: "warn" });
     expect(code, stderr).toBe(0);
     expect(lastJsonLine(stdout)).toMatchObject({ double: 42, nested: { doubled: 8, runner: expect.stringMatching(/^app-/) } });
+  });
+
+  it("the README's relative links lead to files the package ships, and it ships its licence", () => {
+    const installed = join(app, "node_modules/flame-ts");
+    const readme = readFileSync(join(installed, "README.md"), "utf8");
+    const links = [...readme.matchAll(/\]\(([^)#\s]+)[^)]*\)/g)].map((match) => match[1]!).filter((target) => !/^[a-z]+:/.test(target));
+    expect(links.length).toBeGreaterThan(0);
+    expect(links.filter((target) => !existsSync(join(installed, target)))).toEqual([]);
+    expect(existsSync(join(installed, "LICENSE"))).toBe(true);
   });
 
   it("the same pools work from node --test", async () => {
