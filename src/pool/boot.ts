@@ -37,17 +37,18 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   const onPoolAbort = () => abort.abort(new BootError(`pool "${context.pool}" stopped while runner ${runner.id} was booting`));
   context.signal.addEventListener("abort", onPoolAbort, { once: true });
 
-  let resolveConnected!: (connection: { socket: WebSocket; hello: Promise<HelloMessage> }) => void;
-  const connected = new Promise<{ socket: WebSocket; hello: Promise<HelloMessage> }>((resolve) => (resolveConnected = resolve));
+  let resolveConnected!: (connection: Connection) => void;
+  const connected = new Promise<Connection>((resolve) => (resolveConnected = resolve));
   // The runner may connect before the provider has answered the create (a slow or lost
   // response): listen for its hello from the first moment, or it would be missed.
   let stopPinging: (() => void) | undefined;
   const withdraw = context.controlPlane.expect(runner.id, token, (socket) => {
     // The runner judges its parent's liveness from the moment its socket opens.
     stopPinging = pingUntilAttached(socket, context.heartbeatInterval);
-    const hello = readHello(socket, runner.id);
+    const reading = readHello(socket, runner.id);
+    const { hello } = reading;
     hello.catch(() => undefined);
-    resolveConnected({ socket, hello });
+    resolveConnected({ socket, ...reading });
   });
   const timer = setTimeout(
     () =>
@@ -108,7 +109,8 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     checkHello(hello, runner.id, context);
     if (socket.readyState !== socket.OPEN) throw new BootError(`runner ${runner.id} closed its connection right after saying hello`);
     socket.send(encodeMessage({ type: "welcome" }));
-    return attachReady(runner, socket, context);
+    connection.stopReading();
+    return attachReady(runner, socket, connection.later, context);
   } catch (error) {
     const failure = asBootError(error, runner.id, context);
     if (socket && failure instanceof VersionMismatchError) {
@@ -128,9 +130,9 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   }
 }
 
-function attachReady(runner: Runner, socket: WebSocket, context: BootContext): void {
+function attachReady(runner: Runner, socket: WebSocket, later: Array<Buffer | undefined>, context: BootContext): void {
   runner.attach(socket, context.heartbeatInterval);
-  runner.state = "ready";
+  runner.markReady(later);
 }
 
 /** How long a failed hello waits for the runner's exit to explain it. */
@@ -154,21 +156,45 @@ function pingUntilAttached(socket: WebSocket, interval: number): () => void {
   return () => clearInterval(pinger);
 }
 
-function readHello(socket: WebSocket, runnerId: string): Promise<HelloMessage> {
-  return new Promise((resolve, reject) => {
+interface Connection {
+  socket: WebSocket;
+  hello: Promise<HelloMessage>;
+  /** Frames that arrived after the hello, before the Runner took the socket over (handed to it). */
+  later: Array<Buffer | undefined>;
+  /** Stops reading for the boot: the Runner reads from here on. */
+  stopReading(): void;
+}
+
+function readHello(socket: WebSocket, runnerId: string): Omit<Connection, "socket"> {
+  const later: Array<Buffer | undefined> = [];
+  let onMessage: ((data: Buffer, isBinary: boolean) => void) | undefined;
+  const hello = new Promise<HelloMessage>((resolve, reject) => {
     const onClose = () => reject(runnerFailure(new BootError(`runner ${runnerId} closed its connection before saying hello`)));
     socket.once("close", onClose);
-    socket.once("message", (data: Buffer, isBinary: boolean) => {
+    let first = true;
+    // Frames that follow the hello in the same read arrive before the Runner is attached:
+    // they are kept (a text frame as undefined, which the Runner refuses), never dropped unread.
+    onMessage = (data: Buffer, isBinary: boolean) => {
+      if (!first) {
+        later.push(isBinary ? data : undefined);
+        return;
+      }
+      first = false;
       socket.off("close", onClose);
       try {
         const message = decodeRunnerMessage(isBinary ? data : undefined);
         if (message.type !== "hello") throw new Error(`expected hello, got ${message.type}`);
+        if (message.runnerId !== runnerId && message.protocolVersion === PROTOCOL_VERSION) {
+          throw new Error(`it says it is runner ${message.runnerId}`);
+        }
         resolve(message);
       } catch (error) {
         reject(runnerFailure(new BootError(`runner ${runnerId} sent an invalid hello: ${(error as Error).message}`, { cause: error })));
       }
-    });
+    };
+    socket.on("message", onMessage);
   });
+  return { hello, later, stopReading: () => onMessage && socket.off("message", onMessage) };
 }
 
 function checkHello(hello: HelloMessage, runnerId: string, context: BootContext): void {

@@ -121,6 +121,21 @@ export class Runner {
     this.heartbeat.unref();
   }
 
+  /**
+   * The runner was welcomed: it takes calls. `earlier` holds the frames that
+   * came after its hello, before the socket was attached (undefined: a text
+   * frame); they are read now, in order, as if they had just arrived.
+   */
+  markReady(earlier: ReadonlyArray<Buffer | undefined> = []): void {
+    if (this.state !== "booting") return;
+    this.state = "ready";
+    for (const frame of earlier) {
+      // A frame that broke the protocol has ended the runner (receive changes the state).
+      if ((this.state as RunnerState) === "exited") return;
+      this.receive(frame);
+    }
+  }
+
   /** Sends an already-encoded call frame and tracks it. */
   startCall(call: InFlightCall, frame: Buffer): void {
     if (this.inFlight.size === 0) this.holdProcess(true);

@@ -207,6 +207,8 @@ export class Agent {
   }
 
   private receive(data: Buffer | undefined): void {
+    // ws still delivers frames that arrived before a close it is completing: an ended session reads nothing.
+    if (this.state === "ended") return;
     let message: DecodedParentMessage;
     try {
       message = decodeParentMessage(data);

@@ -77,7 +77,10 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
     report,
   });
   // Whatever ends the agent, at whatever stage, ends the process.
-  void agent.done.then((end) => exitFor(end, entryFailed));
+  void agent.done.then((end) => {
+    clearTimeout(failsafe);
+    exitFor(end, entryFailed);
+  });
 
   const connected = agent.connect().then(
     () => clearTimeout(failsafe),
