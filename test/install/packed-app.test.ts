@@ -12,7 +12,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appEnvironment, appWithPackage, BUILD_TIMEOUT, INSTALL_TIMEOUT, registryReachable, run } from "../support/packed-package.js";
+import { appEnvironment, appWithPackage, BUILD_TIMEOUT, INSTALL_TIMEOUT, REPO, registryReachable, run } from "../support/packed-package.js";
 import { descendantPids, waitFor } from "../support/processes.js";
 
 const registry = await registryReachable("the packed-package tests");
@@ -177,10 +177,18 @@ export const used = [sum, greeting, viaCall, same, runner, wrong, explicitUndefi
 
 let app: string;
 
+/** The first TypeScript block after the README's "## Quick start" heading. */
+function quickStart(): string {
+  const readme = readFileSync(join(REPO, "README.md"), "utf8");
+  return /```ts\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf("## Quick start")))![1]!;
+}
+
 beforeAll(async () => {
   if (!registry) return;
-  app = await appWithPackage("flame-ts-user-app", ["typescript@5.9.3", "@types/node@20"]);
+  app = await appWithPackage("flame-ts-user-app", ["typescript@5.9.3", "@types/node@20", "tsx@4"]);
   for (const [name, content] of Object.entries({ ...FILES, ...TYPES })) writeFileSync(join(app, name), content);
+  // The README's quick start, as a user saves it: app.ts importing "flame-ts".
+  writeFileSync(join(app, "quick-start.mts"), quickStart());
 }, BUILD_TIMEOUT + INSTALL_TIMEOUT);
 
 afterAll(() => {
@@ -223,8 +231,19 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     expect(existsSync(join(installed, "LICENSE"))).toBe(true);
   });
 
+  it("the README's quick start runs as written with tsx, and doctor --entry checks it without running it", async () => {
+    const tsx = join(app, "node_modules/.bin/tsx");
+    const ran = await run(tsx, ["quick-start.mts"], app, 30_000, appEnvironment({ FLAME_LOG_LEVEL: "warn" }));
+    expect(ran).toMatch(/\{ pixels: 65536, renderedBy: 'thumbs-[^']+' \}/);
+    // No loader given: doctor registers the app's own tsx for the .ts entry, and runs none of the app's calls.
+    const checked = await run(join(app, "node_modules/.bin/flame-ts"), ["doctor", "--entry", "quick-start.mts"], app, 30_000);
+    expect(checked).toContain('process backend, pool "thumbs"');
+    expect(checked).toContain("all checks passed");
+    expect(checked).not.toContain("pixels");
+  });
+
   it("the same pools work from node --test", async () => {
-    const { code, stdout, stderr } = await node(["--test", "pools.test.mjs"]);
+    const { code, stdout, stderr } = await node(["--test", "--test-reporter=tap", "pools.test.mjs"]);
     expect(code, stdout + stderr).toBe(0);
     expect(stdout).toMatch(/# pass 1/);
   });
