@@ -197,6 +197,8 @@ describe("FlyBackend on the emulator", () => {
     const stuck = emulator.machines()[0]!;
     expect(stuck.events.some((event) => event.type === "start")).toBe(false);
     await waitFor(() => emulator.machines()[0]!.state === "destroyed", "the stuck machine to be destroyed", 5_000);
+    // The boot reports its end once the backend's terminate has returned, a moment after the destroy.
+    await waitFor(() => results.length > 0, "the boot to report its end", 5_000);
     expect(results[0]).toMatchObject({ ok: false });
   });
 
