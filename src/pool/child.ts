@@ -18,7 +18,12 @@ export function startChild<T>(
   callerSignal: AbortSignal | undefined,
 ): Promise<PlacedChild<T>> {
   const controller = new AbortController();
-  const signal = callerSignal ? AbortSignal.any([callerSignal, controller.signal]) : controller.signal;
+  // A listener rather than AbortSignal.any: on Node 20 a signal held only by AbortSignal.any
+  // (an AbortSignal.timeout() the caller kept no reference to) can be collected and never fire.
+  const follow = () => controller.abort(callerSignal!.reason);
+  if (callerSignal?.aborted) follow();
+  else callerSignal?.addEventListener("abort", follow, { once: true });
+  const signal = controller.signal;
   return new Promise((resolve, reject) => {
     let placed = false;
     const stop = () => controller.abort(new Error("child stopped"));
@@ -31,5 +36,7 @@ export function startChild<T>(
     done.catch((error: unknown) => {
       if (!placed) reject(error);
     });
+    const unfollow = () => callerSignal?.removeEventListener("abort", follow);
+    done.then(unfollow, unfollow);
   });
 }
