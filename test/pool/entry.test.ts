@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { BootError } from "../../src/index.js";
+import { resolveEntry } from "../../src/pool/entry.js";
 import { pool, where, whereNested } from "../fixtures/discovered-app.js";
 import { pool as unguardedPool, ping } from "../fixtures/unguarded-call-app.js";
 
@@ -25,5 +26,20 @@ describe("a pool's runners import the module that constructed it, with no entry 
     expect(error).toBeInstanceOf(BootError);
     expect((error as Error).message).toMatch(/UnguardedCallError.*wrap it in if \(!isRunner\(\)\)/s);
     expect(Date.now() - startedAt).toBeLessThan(10_000);
+  });
+});
+
+describe("resolveEntry", () => {
+  const constructedIn = "/srv/app/src/pools.js";
+  it("defaults to the module that constructed the pool, else the main script", () => {
+    expect(resolveEntry(undefined, constructedIn)).toBe(constructedIn);
+    expect(resolveEntry(undefined, undefined)).toBe(process.argv[1]);
+  });
+
+  it("resolves a relative entry against that module, not the working directory", () => {
+    expect(resolveEntry("./worker.js", constructedIn)).toBe("/srv/app/src/worker.js");
+    expect(resolveEntry("../dist/pool.js", constructedIn)).toBe("/srv/app/dist/pool.js");
+    expect(resolveEntry("/abs/entry.js", constructedIn)).toBe("/abs/entry.js");
+    expect(resolveEntry("file:///abs/entry%20x.js", constructedIn)).toBe("/abs/entry x.js");
   });
 });
