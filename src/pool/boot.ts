@@ -95,7 +95,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
       () => undefined,
     );
     provisioned = await Promise.race([provisioning, aborted]);
-    runner.provisioned = provisioned;
+    runner.markProvisioned(provisioned);
 
     const crashed = provisioned.exited?.then((detail) => {
       throw runnerFailure(new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`));

@@ -1,7 +1,8 @@
 /**
  * The parent's side of one runner: its connection, the calls in flight on it,
- * liveness, and its lifecycle state. It knows nothing of queues or scaling;
- * it reports to its pool through `RunnerEvents`.
+ * liveness, its idle countdown, and its lifecycle. The Scheduler decides when
+ * a runner should drain, idle down or stop; the Runner owns the transitions
+ * (each method below says which it allows) and reports back through `RunnerEvents`.
  */
 import type { WebSocket } from "ws";
 import type { ProvisionedRunner } from "../backends/backend.js";
@@ -49,12 +50,11 @@ export interface RunnerEvents {
 const EXIT_DETAIL_WAIT = 300;
 
 export class Runner {
-  state: RunnerState = "booting";
-  provisioned: ProvisionedRunner | undefined;
-  idleTimer: NodeJS.Timeout | undefined;
-  idleSince = Date.now();
-  /** Why the pool took this runner out of routing, if it did. */
-  drainReason: ShrinkReason | undefined;
+  private lifecycle: RunnerState = "booting";
+  private leaving: ShrinkReason | undefined;
+  private backendHandle: ProvisionedRunner | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleSince = Date.now();
 
   private socket: WebSocket | undefined;
   private readonly inFlight = new Map<number, InFlightCall>();
@@ -70,9 +70,83 @@ export class Runner {
     private readonly abortGracePeriod: number,
   ) {}
 
+  get state(): RunnerState {
+    return this.lifecycle;
+  }
+
+  /** Why the pool took this runner out of routing or let it go, if it did; undefined for a runner that just died. */
+  get leaveReason(): ShrinkReason | undefined {
+    return this.leaving;
+  }
+
+  /** What the backend returned for it (passed back to its terminate). */
+  get provisioned(): ProvisionedRunner | undefined {
+    return this.backendHandle;
+  }
+
+  /** The backend accepted it. */
+  markProvisioned(provisioned: ProvisionedRunner): void {
+    this.backendHandle = provisioned;
+  }
+
+  /**
+   * ready or draining -> draining: no new calls; its calls finish. A later
+   * reason replaces an earlier one (a runner draining for resize that gets
+   * stuck leaves as stuck). Returns whether it has no live call left, i.e.
+   * may be retired at once.
+   */
+  drain(reason: ShrinkReason): boolean {
+    if (this.lifecycle === "ready" || this.lifecycle === "draining") {
+      this.lifecycle = "draining";
+      this.leaving = reason;
+      this.stopIdleCountdown();
+    }
+    return this.liveCalls === 0;
+  }
+
+  /** draining for idle -> ready: its idle check asked to stay up. Returns whether it did. */
+  resume(): boolean {
+    if (this.lifecycle !== "draining" || this.leaving !== "idle") return false;
+    this.lifecycle = "ready";
+    this.leaving = undefined;
+    return true;
+  }
+
+  /** Anything but stopping or exited -> stopping, for `reason`. Returns false if it was already on its way out. */
+  beginStopping(reason: ShrinkReason): boolean {
+    if (this.lifecycle === "stopping" || this.lifecycle === "exited") return false;
+    this.lifecycle = "stopping";
+    this.leaving = reason;
+    this.stopIdleCountdown();
+    return true;
+  }
+
+  /** (Re)starts the idle countdown of a ready runner with nothing to do; `onIdle` runs after `after` ms. */
+  startIdleCountdown(after: number, onIdle: (runner: Runner) => void): void {
+    this.stopIdleCountdown();
+    if (this.lifecycle !== "ready" || this.load > 0) return;
+    this.idleSince = Date.now();
+    if (!Number.isFinite(after)) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      onIdle(this);
+    }, after);
+    this.idleTimer.unref();
+  }
+
+  stopIdleCountdown(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** Ms since it last had nothing to do (meaningful while idle). */
+  get idleFor(): number {
+    return Date.now() - this.idleSince;
+  }
+
   /** Ready, and its connection is open (a closed one is still being explained, see connectionClosed). */
   get acceptsCalls(): boolean {
-    return this.state === "ready" && this.socket !== undefined && this.socket.readyState === this.socket.OPEN;
+    return this.lifecycle === "ready" && this.socket !== undefined && this.socket.readyState === this.socket.OPEN;
   }
 
   /** Calls on this runner, including abandoned ones still running. */
@@ -127,17 +201,18 @@ export class Runner {
    * frame); they are read now, in order, as if they had just arrived.
    */
   markReady(earlier: ReadonlyArray<Buffer | undefined> = []): void {
-    if (this.state !== "booting") return;
-    this.state = "ready";
+    if (this.lifecycle !== "booting") return;
+    this.lifecycle = "ready";
     for (const frame of earlier) {
       // A frame that broke the protocol has ended the runner (receive changes the state).
-      if ((this.state as RunnerState) === "exited") return;
+      if ((this.lifecycle as RunnerState) === "exited") return;
       this.receive(frame);
     }
   }
 
   /** Sends an already-encoded call frame and tracks it. */
   startCall(call: InFlightCall, frame: Buffer): void {
+    this.stopIdleCountdown();
     if (this.inFlight.size === 0) this.holdProcess(true);
     this.inFlight.set(call.callId, call);
     sendCoalesced(this.socket!, frame);
@@ -162,7 +237,7 @@ export class Runner {
    */
   private async connectionClosed(detail: string): Promise<void> {
     const exited = this.provisioned?.exited;
-    if (exited && this.state !== "exited") {
+    if (exited && this.lifecycle !== "exited") {
       let timer: NodeJS.Timeout | undefined;
       const ending = await Promise.race([
         exited,
@@ -215,8 +290,8 @@ export class Runner {
 
   /** Marks the runner gone and fails every call it still had. Idempotent. */
   markExited(detail: string): void {
-    if (this.state === "exited") return;
-    this.state = "exited";
+    if (this.lifecycle === "exited") return;
+    this.lifecycle = "exited";
     clearInterval(this.heartbeat);
     clearTimeout(this.idleTimer);
     this.socket?.terminate();

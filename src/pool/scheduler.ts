@@ -14,7 +14,7 @@ import { BootBackoff } from "./boot-backoff.js";
 import { bootRunner, failedOnTheRunner, failureSignature, isRetryable } from "./boot.js";
 import type { ResolvedPoolOptions, ShrinkReason } from "./options.js";
 import type { PendingCall } from "./pending-call.js";
-import { Runner, type RunnerEvents } from "./runner.js";
+import { Runner, type RunnerEvents, type RunnerState } from "./runner.js";
 import { RunnerSet } from "./runner-set.js";
 
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
@@ -82,11 +82,7 @@ export class Scheduler {
     for (const runner of byLoad) {
       if (excess <= 0) break;
       excess -= 1;
-      if (runner.load === 0) void this.retire(runner, "resize");
-      else {
-        runner.state = "draining";
-        runner.drainReason = "resize";
-      }
+      if (runner.drain("resize")) void this.retire(runner, "resize");
     }
     for (const runner of this.runners.values()) this.armIdleTimer(runner);
     const grown = this.growToMin();
@@ -129,13 +125,8 @@ export class Scheduler {
 
   private place(call: PendingCall, runner: Runner): void {
     runner.startCall(call, call.frame);
-    clearTimeout(runner.idleTimer);
-    runner.idleTimer = undefined;
     // A single-use runner takes nothing after its one call.
-    if (this.options.singleUse) {
-      runner.state = "draining";
-      runner.drainReason = "single-use";
-    }
+    if (this.options.singleUse) runner.drain("single-use");
     call.placed(runner);
   }
 
@@ -269,7 +260,7 @@ export class Scheduler {
 
   private onCallFinished(runner: Runner): void {
     if (runner.state === "draining") {
-      if (runner.liveCalls === 0) void this.retire(runner, runner.drainReason ?? "resize");
+      if (runner.liveCalls === 0) void this.retire(runner, runner.leaveReason ?? "resize");
       return;
     }
     if (!this.running) {
@@ -286,38 +277,31 @@ export class Scheduler {
       { runnerId: runner.id, functionId },
       `"${functionId}" kept running past abortGracePeriod (${this.options.abortGracePeriod} ms) after it was cancelled; draining and replacing its runner`,
     );
-    runner.state = "draining";
-    runner.drainReason = "stuck";
-    if (runner.liveCalls === 0) void this.retire(runner, "stuck");
+    if (runner.drain("stuck")) void this.retire(runner, "stuck");
     this.scale();
   }
 
   /** Starts (or restarts) the idle countdown of a runner that has nothing to do. */
   private armIdleTimer(runner: Runner): void {
-    clearTimeout(runner.idleTimer);
-    runner.idleTimer = undefined;
-    if (runner.state !== "ready" || runner.load > 0 || !this.running) return;
-    runner.idleSince = Date.now();
+    if (!this.running) return runner.stopIdleCountdown();
     const extra = this.runners.activeCount() > this.options.min;
     const after = extra ? this.options.idleShutdownAfter : this.options.minIdleShutdownAfter;
-    if (!Number.isFinite(after)) return;
-    runner.idleTimer = setTimeout(() => void this.onIdle(runner), after);
-    runner.idleTimer.unref();
+    runner.startIdleCountdown(after, this.onIdleHandler);
   }
 
+  private readonly onIdleHandler = (runner: Runner) => void this.onIdle(runner);
+
   private async onIdle(runner: Runner): Promise<void> {
-    runner.idleTimer = undefined;
     if (runner.state !== "ready" || runner.load > 0 || !this.running) return;
     const extra = this.runners.activeCount() > this.options.min;
-    const idleFor = Date.now() - runner.idleSince;
-    if (!extra && idleFor < this.options.minIdleShutdownAfter) return this.armIdleTimer(runner);
+    if (!extra && runner.idleFor < this.options.minIdleShutdownAfter) return this.armIdleTimer(runner);
     // Out of routing before asking, so no call can land on a runner that is deciding to go.
-    runner.state = "draining";
-    runner.drainReason = "idle";
+    runner.drain("idle");
     const agrees = this.options.idleCheck ? await runner.askIdleCheck(IDLE_CHECK_TIMEOUT) : true;
-    if (runner.state !== "draining") return;
+    // While it asked, the runner may have died, been stuck or been stopped: then that decides.
+    if (runner.leaveReason !== "idle" || (runner.state as RunnerState) !== "draining") return;
     if (!agrees) {
-      runner.state = "ready";
+      runner.resume();
       this.log.debug({ runnerId: runner.id }, "idle check kept the runner up");
       this.armIdleTimer(runner);
       this.dispatch();
@@ -330,10 +314,7 @@ export class Scheduler {
 
   /** Shuts a runner down through the backend; it leaves the pool with `reason`. */
   private async retire(runner: Runner, reason: ShrinkReason): Promise<void> {
-    if (runner.state === "stopping" || runner.state === "exited") return;
-    runner.state = "stopping";
-    runner.drainReason = reason;
-    clearTimeout(runner.idleTimer);
+    if (!runner.beginStopping(reason)) return;
     runner.requestShutdown(reason);
     await this.terminate(runner);
     runner.markExited(`shut down (${reason})`);
@@ -350,8 +331,8 @@ export class Scheduler {
 
   private onRunnerExited(runner: Runner, detail: string): void {
     this.runners.delete(runner);
-    const expected = runner.state === "stopping" || runner.drainReason !== undefined;
-    const reason: ShrinkReason = runner.drainReason ?? "exited";
+    const reason: ShrinkReason = runner.leaveReason ?? "exited";
+    const expected = runner.leaveReason !== undefined;
     if (!expected) void this.terminate(runner);
     if (!expected) this.log.warn({ runnerId: runner.id }, `runner exited unexpectedly: ${detail}`);
     callHook(this.log, "onShrink", () =>
@@ -373,7 +354,7 @@ export class Scheduler {
     this.queue.clear();
     this.stopController.abort();
     for (const runner of this.runners.values()) {
-      clearTimeout(runner.idleTimer);
+      runner.stopIdleCountdown();
       runner.cancelChildren(new PoolStoppedError(this.name));
     }
     if (this.runners.totalLoad() > 0) {
