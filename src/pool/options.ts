@@ -6,6 +6,7 @@ import type { Backend } from "../backends/backend.js";
 import { InvalidOptionError } from "../errors.js";
 import { isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from "../log.js";
 import * as v from "valibot";
+import { resolveEntry } from "./entry.js";
 import { MAX_TIMER_DELAY, milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
 export interface GrowInfo {
@@ -148,7 +149,16 @@ export type ResolvedPoolOptions = Omit<v.InferOutput<typeof schema>, "idleShutdo
   onCastError: PoolOptions["onCastError"];
 };
 
-export function resolvePoolOptions(input: PoolOptions): ResolvedPoolOptions {
+/** Where the pool is being constructed, which its resolved options depend on. */
+export interface PoolSetting {
+  /** The module that constructs the pool (its default entry, and the base of a relative one). */
+  constructedIn: string | undefined;
+  /** On a runner the pool keeps no runners of its own: min is 0. */
+  onRunner: boolean;
+}
+
+/** Validates and defaults a Pool's options, once; the result is frozen (limits change through resize()). */
+export function resolvePoolOptions(input: PoolOptions, setting: PoolSetting): Readonly<ResolvedPoolOptions> {
   if (typeof input !== "object" || input === null) {
     throw new InvalidOptionError(`Pool options must be an object, got ${String(input)}`);
   }
@@ -164,8 +174,10 @@ export function resolvePoolOptions(input: PoolOptions): ResolvedPoolOptions {
     );
   }
   const idle = parsed.idleShutdownAfter;
-  return {
+  return Object.freeze({
     ...parsed,
+    min: setting.onRunner ? 0 : parsed.min,
+    entry: resolveEntry(parsed.entry, setting.constructedIn),
     backend: parsed.backend as Backend | undefined,
     log,
     idleShutdownAfter: typeof idle === "number" ? idle : idle.after,
@@ -174,7 +186,7 @@ export function resolvePoolOptions(input: PoolOptions): ResolvedPoolOptions {
     onGrowEnd: parsed.onGrowEnd as PoolOptions["onGrowEnd"],
     onShrink: parsed.onShrink as PoolOptions["onShrink"],
     onCastError: parsed.onCastError as PoolOptions["onCastError"],
-  };
+  });
 }
 
 function isLogger(value: unknown): value is Logger {

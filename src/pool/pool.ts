@@ -12,7 +12,7 @@ import { childLogger, resolveLogger, type Logger } from "../log.js";
 import { encodeMessage } from "../protocol/codec.js";
 import { appVersion, callsAreUnguarded, isRunner, registerPool, unregisterPool, type RegisteredPool } from "../runtime.js";
 import { isDefinedFunction, type AnyDefinedFunction, type AnyRemoteFunction, type RemoteFunction } from "./function.js";
-import { constructingModule, resolveEntry } from "./entry.js";
+import { constructingModule } from "./entry.js";
 import {
   resolveCallOptions,
   resolvePoolOptions,
@@ -44,25 +44,22 @@ const DEFAULT_BOOT_TIMEOUT = 30_000;
 
 export class Pool implements RegisteredPool, AsyncDisposable {
   readonly name: string;
-  private readonly options: ResolvedPoolOptions;
+  private readonly options: Readonly<ResolvedPoolOptions>;
   private readonly log: Logger;
   private readonly functions = new Map<string, (...args: any[]) => unknown>();
   private readonly scheduler: Scheduler;
   /** The backend runners boot on (a ProcessBackend unless one was given). */
   readonly backend: Backend;
-  private state: "running" | "stopping" | "stopped" = "running";
-  private stopped: Promise<void> = Promise.resolve();
+  private stopping: Promise<void> | undefined;
   private nextCallId = 1;
   private completed = 0;
   private failed = 0;
 
   constructor(options: PoolOptions) {
-    this.options = resolvePoolOptions(options);
-    this.options.entry = resolveEntry(this.options.entry, constructingModule());
+    // On a runner the pool is the runner's copy of the definition: it never keeps runners of its own.
+    this.options = resolvePoolOptions(options, { constructedIn: constructingModule(), onRunner: isRunner() });
     this.name = this.options.name;
     this.backend = this.options.backend ?? new ProcessBackend();
-    // A pool constructed on a runner is the runner's copy of the definition: it never keeps runners of its own.
-    if (isRunner()) this.options.min = 0;
     this.log = childLogger(resolveLogger(this.options.log), { pool: this.name });
     this.scheduler = new Scheduler({
       name: this.name,
@@ -140,10 +137,8 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   /** Changes min and max at runtime. Growing boots to the new min; shrinking retires idle runners first and never fails calls. */
   async resize(options: ResizeOptions): Promise<void> {
     this.assertRunning();
-    const { min, max } = resolveResize(options, this.options, this.name);
-    this.options.min = isRunner() ? 0 : min;
-    this.options.max = max;
-    await this.scheduler.resize();
+    const { min, max } = resolveResize(options, this.scheduler.currentLimits, this.name);
+    await this.scheduler.resize({ min: isRunner() ? 0 : min, max });
   }
 
   /** Counts of runners, calls and the queue, for dashboards and tests. */
@@ -161,14 +156,9 @@ export class Pool implements RegisteredPool, AsyncDisposable {
    * Stops taking calls, lets in-flight calls finish for up to `shutdownTimeout`,
    * then terminates every runner through the backend.
    */
-  async stop(): Promise<void> {
-    if (this.state !== "running") return this.stopped;
-    this.state = "stopping";
-    this.stopped = this.scheduler.shutdown().then(() => {
-      this.state = "stopped";
-      unregisterPool(this);
-    });
-    return this.stopped;
+  stop(): Promise<void> {
+    this.stopping ??= this.scheduler.stop().then(() => unregisterPool(this));
+    return this.stopping;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -252,7 +242,7 @@ export class Pool implements RegisteredPool, AsyncDisposable {
   }
 
   private assertRunning(): void {
-    if (this.state !== "running") throw new PoolStoppedError(this.name);
+    if (!this.scheduler.accepting) throw new PoolStoppedError(this.name);
   }
 }
 

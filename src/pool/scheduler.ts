@@ -22,8 +22,8 @@ const IDLE_CHECK_TIMEOUT = 5_000;
 
 export interface SchedulerSettings {
   name: string;
-  /** The pool's options, shared: resize() changes min and max in place. */
-  options: ResolvedPoolOptions;
+  /** The pool's options, resolved once and read-only; min and max start here and change through resize(). */
+  options: Readonly<ResolvedPoolOptions>;
   backend: Backend;
   bootTimeout: number;
   appVersion: string;
@@ -33,9 +33,12 @@ export interface SchedulerSettings {
 export class Scheduler {
   readonly runners = new RunnerSet();
   readonly queue = new Set<PendingCall>();
-  private running = true;
+  /** The pool's one lifecycle: running takes calls; stopping drains; stopped is over. */
+  private lifecycle: "running" | "stopping" | "stopped" = "running";
+  private stopped: Promise<void> | undefined;
+  private readonly limits: { min: number; max: number };
   private readonly name: string;
-  private readonly options: ResolvedPoolOptions;
+  private readonly options: Readonly<ResolvedPoolOptions>;
   private readonly backend: Backend;
   private readonly bootTimeout: number;
   private readonly appVersion: string;
@@ -61,6 +64,7 @@ export class Scheduler {
   constructor(settings: SchedulerSettings) {
     this.name = settings.name;
     this.options = settings.options;
+    this.limits = { min: settings.options.min, max: settings.options.max };
     this.backend = settings.backend;
     this.bootTimeout = settings.bootTimeout;
     this.appVersion = settings.appVersion;
@@ -71,13 +75,29 @@ export class Scheduler {
   async growToMin(): Promise<void> {
     this.minHeldDown = false;
     const boots: Promise<void>[] = [];
-    while (this.runners.activeCount() < this.options.min) boots.push(this.boot());
+    while (this.runners.activeCount() < this.limits.min) boots.push(this.boot());
     await Promise.all(boots);
   }
 
-  /** Applies new limits (already in `options`): retires idle runners first, drains busy ones, boots to min. */
-  async resize(): Promise<void> {
-    let excess = this.runners.activeCount() - this.options.max;
+  /** Whether the pool takes calls (not stopping or stopped). */
+  get accepting(): boolean {
+    return this.lifecycle === "running";
+  }
+
+  private get running(): boolean {
+    return this.lifecycle === "running";
+  }
+
+  /** The current min and max. */
+  get currentLimits(): { min: number; max: number } {
+    return { ...this.limits };
+  }
+
+  /** Applies new limits: retires idle runners first, drains busy ones, boots to min. */
+  async resize(limits: { min: number; max: number }): Promise<void> {
+    this.limits.min = limits.min;
+    this.limits.max = limits.max;
+    let excess = this.runners.activeCount() - this.limits.max;
     const byLoad = [...this.runners.values()].filter((r) => r.state === "ready").sort((a, b) => a.load - b.load);
     for (const runner of byLoad) {
       if (excess <= 0) break;
@@ -152,13 +172,13 @@ export class Scheduler {
   /** Boots what the queue and `min` need, within `max`, unless a failed boot is backing off. */
   private scale(): void {
     if (!this.running || this.backoff.waiting) return;
-    const min = this.minHeldDown ? 0 : this.options.min;
+    const min = this.minHeldDown ? 0 : this.limits.min;
     let active = this.runners.activeCount();
     // The common case on the per-call path: nobody waits and min is met.
     if (this.queue.size === 0 && active >= min) return;
     const perRunner = this.options.singleUse ? 1 : this.options.maxConcurrency;
     let needed = Math.ceil(this.queue.size / perRunner) - this.runners.bootingCount();
-    while ((needed > 0 || active < min) && active < this.options.max) {
+    while ((needed > 0 || active < min) && active < this.limits.max) {
       void this.boot().catch(() => undefined);
       needed -= 1;
       active += 1;
@@ -284,7 +304,7 @@ export class Scheduler {
   /** Starts (or restarts) the idle countdown of a runner that has nothing to do. */
   private armIdleTimer(runner: Runner): void {
     if (!this.running) return runner.stopIdleCountdown();
-    const extra = this.runners.activeCount() > this.options.min;
+    const extra = this.runners.activeCount() > this.limits.min;
     const after = extra ? this.options.idleShutdownAfter : this.options.minIdleShutdownAfter;
     runner.startIdleCountdown(after, this.onIdleHandler);
   }
@@ -293,7 +313,7 @@ export class Scheduler {
 
   private async onIdle(runner: Runner): Promise<void> {
     if (runner.state !== "ready" || runner.load > 0 || !this.running) return;
-    const extra = this.runners.activeCount() > this.options.min;
+    const extra = this.runners.activeCount() > this.limits.min;
     if (!extra && runner.idleFor < this.options.minIdleShutdownAfter) return this.armIdleTimer(runner);
     // Out of routing before asking, so no call can land on a runner that is deciding to go.
     runner.drain("idle");
@@ -346,9 +366,19 @@ export class Scheduler {
     this.dispatch();
   }
 
-  /** Stops: fails queued calls, aborts boots, lets calls finish for up to shutdownTimeout, retires every runner. */
-  async shutdown(): Promise<void> {
-    this.running = false;
+  /**
+   * Stops: fails queued calls, aborts boots, lets calls finish for up to
+   * shutdownTimeout, retires every runner. Idempotent: every caller gets the same promise.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown().then(() => {
+      this.lifecycle = "stopped";
+    });
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.lifecycle = "stopping";
     this.backoff.cancel();
     for (const call of this.queue) call.fail(new PoolStoppedError(this.name));
     this.queue.clear();
