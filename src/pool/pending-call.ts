@@ -8,7 +8,37 @@ import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, Un
 import type { ResultMessage, SerializedError } from "../protocol/messages.js";
 import type { InFlightCall, Runner } from "./runner.js";
 
+export interface PendingCallOptions {
+  callId: number;
+  functionId: string;
+  /** The encoded call message, serialized once when the call was made. */
+  frame: Buffer;
+  poolName: string;
+  /** A placed child (placeChild): it keeps its runner from idling down. */
+  child: boolean;
+  /** Execution timeout in ms once on a runner (Infinity: none). */
+  executionTimeout: number;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  /** Called when the caller gives up: the pool dequeues the call or cancels it on its runner. */
+  onGiveUp: (call: PendingCall, reason: "timeout" | "aborted") => void;
+  /** The caller's signal: cancels the call at any stage. */
+  signal?: AbortSignal | undefined;
+  /** Called once the call is on a runner (placeChild uses it to learn the runner). */
+  onPlaced?: ((runner: Runner) => void) | undefined;
+}
+
 export class PendingCall implements InFlightCall {
+  readonly callId: number;
+  readonly functionId: string;
+  readonly frame: Buffer;
+  readonly poolName: string;
+  readonly child: boolean;
+  readonly onPlaced: ((runner: Runner) => void) | undefined;
+  private readonly executionTimeout: number;
+  private readonly resolve: (value: unknown) => void;
+  private readonly reject: (error: Error) => void;
+  private readonly onGiveUp: PendingCallOptions["onGiveUp"];
   runner: Runner | undefined;
   /** Set by the runner when the caller gave up but the function may still be running there. */
   abandoned = false;
@@ -19,22 +49,20 @@ export class PendingCall implements InFlightCall {
   private timer: NodeJS.Timeout | undefined;
   private readonly removeAbortListener: (() => void) | undefined;
 
-  constructor(
-    readonly callId: number,
-    readonly functionId: string,
-    /** The encoded call message, serialized once when the call was made. */
-    readonly frame: Buffer,
-    readonly poolName: string,
-    readonly child: boolean,
-    private readonly executionTimeout: number,
-    private readonly resolve: (value: unknown) => void,
-    private readonly reject: (error: Error) => void,
-    /** Called when the caller gives up: the pool dequeues the call or cancels it on its runner. */
-    private readonly onGiveUp: (call: PendingCall, reason: "timeout" | "aborted") => void,
-    signal: AbortSignal | undefined,
-    /** Called once the call is on a runner (placeChild uses it to learn the runner). */
-    readonly onPlaced?: (runner: Runner) => void,
-  ) {
+  constructor(options: PendingCallOptions) {
+    ({
+      callId: this.callId,
+      functionId: this.functionId,
+      frame: this.frame,
+      poolName: this.poolName,
+      child: this.child,
+      executionTimeout: this.executionTimeout,
+      resolve: this.resolve,
+      reject: this.reject,
+      onGiveUp: this.onGiveUp,
+      onPlaced: this.onPlaced,
+    } = options);
+    const { signal, functionId } = options;
     if (signal) {
       const onAbort = () => {
         if (this.settled) return;

@@ -214,25 +214,25 @@ export class Pool implements RegisteredPool, AsyncDisposable {
       const timeout = callOptions.timeout ?? this.options.timeout;
       const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child, timeout });
       return new Promise((resolve, reject) => {
-        const call = new PendingCall(
+        const call = new PendingCall({
           callId,
-          fn.functionId,
+          functionId: fn.functionId,
           frame,
-          this.name,
+          poolName: this.name,
           child,
-          timeout,
-          (value) => {
+          executionTimeout: timeout,
+          resolve: (value) => {
             this.completed += 1;
             resolve(value);
           },
-          (error) => {
+          reject: (error) => {
             this.failed += 1;
             reject(error);
           },
-          (pending, reason) => this.scheduler.giveUp(pending, reason),
-          callOptions.signal,
+          onGiveUp: (pending, reason) => this.scheduler.giveUp(pending, reason),
+          signal: callOptions.signal,
           onPlaced,
-        );
+        });
         this.scheduler.submit(call);
       });
     } catch (error) {

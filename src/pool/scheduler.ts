@@ -28,6 +28,12 @@ export interface SchedulerSettings {
   bootTimeout: number;
   appVersion: string;
   log: Logger;
+  /**
+   * @internal How one runner boots; by default through the backend and the
+   * control plane. Tests of the Scheduler's policies give a fake that attaches
+   * a fake connection, so they run in milliseconds under fake timers.
+   */
+  launch?: (runner: Runner, signal: AbortSignal) => Promise<void>;
 }
 
 export class Scheduler {
@@ -50,6 +56,7 @@ export class Scheduler {
     exited: (runner, detail) => this.onRunnerExited(runner, detail),
   };
   private readonly backoff = new BootBackoff();
+  private readonly launch: (runner: Runner) => Promise<void>;
   private readonly boots = new Set<Promise<void>>();
   private controlPlane: Promise<ControlPlane> | undefined;
   private controlPlaneUrl: string | undefined;
@@ -65,6 +72,8 @@ export class Scheduler {
     this.name = settings.name;
     this.options = settings.options;
     this.limits = { min: settings.options.min, max: settings.options.max };
+    const launch = settings.launch;
+    this.launch = launch ? (runner) => launch(runner, this.stopController.signal) : (runner) => this.bootThroughControlPlane(runner);
     this.backend = settings.backend;
     this.bootTimeout = settings.bootTimeout;
     this.appVersion = settings.appVersion;
@@ -193,8 +202,7 @@ export class Scheduler {
     callHook(this.log, "onGrowStart", () => this.options.onGrowStart?.(info));
     this.log.debug({ runnerId }, "booting runner");
     const startedAt = Date.now();
-    const booting = this.bootContext()
-      .then((context) => bootRunner(runner, context))
+    const booting = this.launch(runner)
       .then(
         () => {
           this.backoff.succeeded(Date.now() - startedAt);
@@ -216,6 +224,11 @@ export class Scheduler {
     const forget = () => this.boots.delete(booting);
     booting.then(forget, forget);
     return booting;
+  }
+
+  /** Boots one runner through the backend and the control plane (boot.ts). */
+  private async bootThroughControlPlane(runner: Runner): Promise<void> {
+    await bootRunner(runner, await this.bootContext());
   }
 
   private async bootContext() {
