@@ -4,13 +4,11 @@
  * timeouts, idle shutdown and errors behave as on any backend; only the
  * process boundary is missing. Meant for fast unit tests of app code.
  */
-import { Agent } from "../runner-agent/agent.js";
-import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
-import { appVersion, findPool } from "../runtime.js";
+import { startInProcessRunner, type InProcessRunner } from "../runner-agent/in-process.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
 interface LocalRunner {
-  agent: Agent;
+  runner: InProcessRunner;
   pool: string;
   parentId: string;
 }
@@ -21,20 +19,9 @@ export class LocalBackend implements Backend {
   private nextId = 1;
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    const boot = decodeRunnerEnv(request.env[RUNNER_ENV_VAR]!);
-    const agent = new Agent({
-      boot,
-      // The parent computed its version from the same entry in this same process.
-      appVersion: appVersion(request.entry ?? process.argv[1]),
-      findPool: () => findPool(boot.pool),
-      holdsProcess: false,
-    });
-    this.runners.set(request.runnerId, { agent, pool: request.pool, parentId: request.parentId });
-    agent.connect().then(
-      () => agent.serve(),
-      () => undefined,
-    );
-    const exited = agent.done.then((end) => {
+    const runner = startInProcessRunner(request.env, request.entry);
+    this.runners.set(request.runnerId, { runner, pool: request.pool, parentId: request.parentId });
+    const exited = runner.done.then((end) => {
       this.runners.delete(request.runnerId);
       return `in-process runner ended (${end.reason}: ${end.detail})`;
     });
@@ -44,8 +31,8 @@ export class LocalBackend implements Backend {
   async terminate(runner: ProvisionedRunner): Promise<void> {
     const local = this.runners.get(runner.runnerId);
     if (!local) return;
-    local.agent.close("terminated");
-    await local.agent.done;
+    local.runner.close("terminated");
+    await local.runner.done;
   }
 
   async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
