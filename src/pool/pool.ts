@@ -28,8 +28,11 @@ import { Scheduler } from "./scheduler.js";
 import { startChild, type PlacedChild } from "./child.js";
 
 export interface PoolStats {
-  /** Runners by state; `ready` runners are `busy` (running calls) or `idle`. */
-  runners: { booting: number; ready: number; busy: number; idle: number; draining: number; stopping: number };
+  /**
+   * Runners by state. They add up: `total` = `booting` + `ready` + `draining` +
+   * `stopping`, and `ready` = `busy` (running calls) + `idle`.
+   */
+  runners: { total: number; booting: number; ready: number; busy: number; idle: number; draining: number; stopping: number };
   /** Calls running on runners (placed children included). */
   inFlight: number;
   /** Callers waiting for a runner. */

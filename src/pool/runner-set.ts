@@ -61,9 +61,11 @@ export class RunnerSet {
   }
 
   countByState() {
-    const counts = { booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
+    const counts = { total: 0, booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
     for (const runner of this.runners.values()) {
-      if (runner.state !== "exited") counts[runner.state] += 1;
+      if (runner.state === "exited") continue;
+      counts.total += 1;
+      counts[runner.state] += 1;
       if (runner.state === "ready") counts[runner.load > 0 ? "busy" : "idle"] += 1;
     }
     return counts;

@@ -135,7 +135,7 @@ describe("stats and stop", () => {
     const after = pool.stats();
     expect(after.completed).toBe(before.completed + 1);
     expect(after.failed).toBe(before.failed + 1);
-    expect(after.runners).toEqual({ booting: 0, ready: 1, busy: 0, idle: 1, draining: 0, stopping: 0 });
+    expect(after.runners).toEqual({ total: 1, booting: 0, ready: 1, busy: 0, idle: 1, draining: 0, stopping: 0 });
   });
 
   it("stop lets in-flight calls finish, then refuses new calls with PoolStoppedError", async () => {
