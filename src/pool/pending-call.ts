@@ -80,6 +80,8 @@ export class PendingCall implements InFlightCall {
 
   /** Bounds the wait for a runner; `onExpire` decides the error (it knows why no runner came). */
   waitAtMost(milliseconds: number, onExpire: () => Error): void {
+    if (this.settled) return;
+    clearTimeout(this.timer);
     this.queueDeadline = Date.now() + milliseconds;
     this.timer = setTimeout(() => {
       if (this.settled) return;
@@ -90,6 +92,7 @@ export class PendingCall implements InFlightCall {
   /** The call is now on `runner`: the queue timer gives way to the execution timeout. */
   placed(runner: Runner): void {
     this.runner = runner;
+    if (this.settled) return;
     clearTimeout(this.timer);
     this.timer = undefined;
     if (Number.isFinite(this.executionTimeout)) {

@@ -1,8 +1,9 @@
 /**
  * A token bucket: tokens refill continuously at `perSecond` up to `burst`.
  * Fly publishes its Machines API limits in this shape (1 request per second
- * per action, bursts of 3), so the backend paces its creates with one and the
- * emulator enforces the same limits with another.
+ * per action, bursts of 3), so the backend paces its creates with one. The
+ * emulator enforces the limits with an algorithm of its own (a request log,
+ * src/emulators/fly/rate-limit.ts), so a bug here cannot hide in both.
  */
 export class TokenBucket {
   private tokens: number;

@@ -13,12 +13,12 @@
 import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { TokenBucket } from "../../backends/fly/token-bucket.js";
 import * as v from "valibot";
 import { milliseconds, parseOptions } from "../../validation.js";
 import { EmulatedApp, HttpError, type Reply } from "./app.js";
 import type { BootFault, EmulatedMachine, MachineEvent, MachineState } from "./machine.js";
 import { OpenApiContract, resolveSpecPath, type EmulatorInterface, type Operation } from "./openapi.js";
+import { FlyRateLimits, retryAfterSeconds } from "./rate-limit.js";
 
 export type { BootFault } from "./machine.js";
 
@@ -177,12 +177,6 @@ const optionsSchema = v.strictObject({
   echoOutput: v.optional(v.boolean(), false),
 });
 
-/** Fly's published limits per action: [per second, burst]. Get Machine is allowed more. */
-const RATE_LIMITS: Record<string, [number, number]> = { Machines_show: [5, 10] };
-const DEFAULT_RATE_LIMIT: [number, number] = [1, 3];
-/** A twentieth of a token of slack, so a client pacing to exactly the published rate is not refused over clock jitter. */
-const RATE_TOLERANCE = 0.05;
-
 /** Starts an emulator; resolves once it listens. */
 export async function startFlyEmulator(input: FlyEmulatorOptions = {}): Promise<FlyEmulator> {
   const options = parseOptions("Fly emulator", optionsSchema, input);
@@ -223,7 +217,8 @@ class EmulatorServer {
   readonly violations: SpecViolation[] = [];
   private readonly tokenDigest: Buffer;
   private readonly faults = new Map<string, ResponseFault[]>();
-  private readonly buckets = new Map<string, TokenBucket>();
+  /** The emulator's own limiter (rate-limit.ts), independent of the backend's pacing so it can catch it out. */
+  private readonly rateLimits = new FlyRateLimits();
 
   constructor(
     private readonly options: ResolvedOptions,
@@ -313,7 +308,7 @@ class EmulatorServer {
       const limited = this.rateLimited(operation.operationId, pathParameters.machine_id ?? pathParameters.app_name);
       if (limited !== undefined) {
         entry.fault = "rate-limit";
-        return send({ status: 429, body: { error: "rate limit exceeded" }, headers: { "retry-after": String(Math.max(1, Math.ceil(limited / 1_000))) } });
+        return send({ status: 429, body: { error: "rate limit exceeded" }, headers: { "retry-after": retryAfterSeconds(limited) } });
       }
       const fault = this.faults.get(operation.operationId)?.shift();
       if (fault && "status" in fault) {
@@ -374,17 +369,10 @@ class EmulatorServer {
     return timingSafeEqual(digest(presented), this.tokenDigest);
   }
 
-  /** Undefined when the request may pass, else ms until it could. */
+  /** Undefined when the request may pass (it then counts against the limit), else ms until it could. */
   private rateLimited(operationId: string, scope: string): number | undefined {
     if (!this.options.rateLimits) return undefined;
-    const key = `${operationId}|${scope}`;
-    let bucket = this.buckets.get(key);
-    if (!bucket) {
-      const [perSecond, burst] = RATE_LIMITS[operationId] ?? DEFAULT_RATE_LIMIT;
-      bucket = new TokenBucket(perSecond, burst);
-      this.buckets.set(key, bucket);
-    }
-    const wait = bucket.tryTake(Date.now(), RATE_TOLERANCE);
+    const wait = this.rateLimits.admit(operationId, scope);
     return wait === 0 ? undefined : wait;
   }
 
