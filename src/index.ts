@@ -18,7 +18,9 @@ export type {
 export type { DefinedFunction, RemoteFunction } from "./pool/function.js";
 export { currentCall, type CallContext } from "./call-context.js";
 export type { PlacedChild } from "./pool/child.js";
-export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner, ControlPlaneAddress } from "./backends/backend.js";
+export type { Backend, ProvisionRequest, ProvisionedRunner, ListedRunner } from "./backends/backend.js";
+export type { ControlPlaneAddress } from "./control-plane/address.js";
+export type { ControlPlaneOptions } from "./backends/control-plane-options.js";
 export { ProcessBackend, type ProcessBackendOptions } from "./backends/process.js";
 export { LocalBackend } from "./backends/local.js";
 export {
@@ -27,7 +29,6 @@ export {
   type FlyBackendOptions,
   type FlyGuestOptions,
   type FlyInitOptions,
-  type FlyControlPlaneOptions,
   type FlyStopSignal,
 } from "./backends/fly.js";
 export {
@@ -41,12 +42,15 @@ export {
 export { isRunner, currentRunner, type RunnerIdentity } from "./runtime.js";
 export { consoleLogger, type Logger, type LogLevel } from "./log.js";
 export {
+  ERROR_CODES,
+  type FlameErrorCode,
   FlameError,
   InvalidOptionError,
   CallTimeoutError,
   CallAbortedError,
   BootError,
   BootTimeoutError,
+  QueueTimeoutError,
   RunnerExitedError,
   QueueFullError,
   PoolStoppedError,

@@ -4,9 +4,14 @@
  * runs the runner agent with the given environment, stops it, and lists the
  * ones it started so a restarted parent can clean up after a crashed one.
  *
- * A new provider implements this in one file.
+ * A new provider implements this in one file, with the shared pieces: the
+ * runner's environment and command line (runner-launch.ts), the
+ * `controlPlane` option (control-plane-options.ts), and retries (../retry.ts).
  */
+import type { ControlPlaneAddress } from "../control-plane/address.js";
 import type { Logger } from "../log.js";
+
+export type { ControlPlaneAddress };
 
 export interface ProvisionRequest {
   /** Unique id of the runner, chosen by the pool. Use it as an idempotency key. */
@@ -20,7 +25,11 @@ export interface ProvisionRequest {
    * runner's one-time token: put it only where the runner can read it.
    */
   env: Record<string, string>;
-  /** Module the runner agent imports so the pool's functions are defined (pool option `entry`). */
+  /**
+   * Module the runner agent imports so the pool's functions are defined: the
+   * pool's `entry`, resolved once by the pool (by default the module that
+   * constructed it). A backend's own `entry` option, if it has one, overrides it.
+   */
   entry: string | undefined;
   /** Absolute deadline (ms since epoch) by which the runner must have connected. */
   deadline: number;
@@ -49,16 +58,6 @@ export interface ListedRunner {
   pool: string;
   parentId: string;
   state: string;
-}
-
-/** Where the parent's control plane listens and the URL runners dial. */
-export interface ControlPlaneAddress {
-  /** Interface to bind, e.g. "127.0.0.1" or "::". */
-  host: string;
-  /** Port to bind; 0 picks a free one. */
-  port: number;
-  /** Turns the bound port into the URL runners dial. */
-  advertisedUrl(boundPort: number): string;
 }
 
 export interface Backend {

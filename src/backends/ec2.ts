@@ -12,7 +12,8 @@
 import { BackendError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RUNNER_ENV_VAR } from "../protocol/runner-env.js";
-import type { Backend, ControlPlaneAddress, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
+import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 import { createClients, type AwsClients } from "./ec2/clients.js";
 import { awsErrorCode, classifyAwsError, EC2_ERROR_CODES, isSpotCapacityError } from "./ec2/errors.js";
 import { privateIpFromMetadata } from "./ec2/instance-metadata.js";
@@ -20,15 +21,12 @@ import { InstanceWatch } from "./ec2/instance-watch.js";
 import { resolveEc2Options, type Ec2BackendOptions, type ResolvedEc2Options } from "./ec2/options.js";
 import { clientToken, EC2_TAGS, runInstancesInput, runnerTags } from "./ec2/run-instances.js";
 import { bootScript, USER_DATA_LIMIT } from "./ec2/user-data.js";
-import { sleep } from "../retry.js";
+import { runnerEnvironment } from "./runner-launch.js";
+import { retry } from "../retry.js";
 
 export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
 
-/**
- * Stands for the parent's address in the control plane URL until it has been
- * read from instance metadata (the first provision does it; the `.invalid`
- * name can never resolve, so it can never be dialed by mistake).
- */
+/** Highest ceiling of the backoff between launch attempts, in ms (the first is `retryDelay`). */
 const RETRY_DELAY_CAP = 20_000;
 /** States of instances that still exist (and cost): what `list` returns. */
 const LISTED_STATES = ["pending", "running", "stopping", "stopped"];
@@ -44,15 +42,15 @@ export class Ec2Backend implements Backend {
   private readonly options: ResolvedEc2Options;
   private clients: Promise<AwsClients> | undefined;
   private resolvedImageId: Promise<string | undefined> | undefined;
-  private parentAddress: string | undefined;
-  private parentAddressLookup: Promise<string> | undefined;
+  private advertisedHost: string | undefined;
+  private advertisedHostLookup: Promise<string> | undefined;
   private readonly watch: InstanceWatch;
   private log: Logger | undefined;
 
   constructor(options: Ec2BackendOptions) {
     // Cheap on purpose: the app module that builds this backend also runs on every runner.
     this.options = resolveEc2Options(options);
-    this.parentAddress = this.options.parentAddress;
+    this.advertisedHost = this.options.controlPlane.advertisedHost;
     this.watch = new InstanceWatch(
       async () => {
         const { ec2, sdk } = await this.aws();
@@ -63,19 +61,16 @@ export class Ec2Backend implements Backend {
     );
   }
 
+  /** The parent listens on 0.0.0.0:3526 and runners dial its private IP (from instance metadata), unless configured otherwise. */
   async controlPlane(): Promise<ControlPlaneAddress> {
-    const address = await this.resolveParentAddress();
-    return {
-      host: this.options.listenHost,
-      port: this.options.listenPort,
-      advertisedUrl: (port) => `ws://${urlHost(address)}:${port}`,
-    };
+    return advertisedAddress(this.options.controlPlane, await this.resolveAdvertisedHost());
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
     this.log = request.log;
     const clients = await this.aws();
-    const env = await this.runnerEnv(request);
+    // The entry option overrides the pool's; the user data exports all of it (FLAME_PARENT aside with "ssm").
+    const env = runnerEnvironment({ env: request.env, entry: this.options.entry ?? request.entry }, this.options.env);
     const imageId = await this.imageId();
     const parameterName = this.options.tokenTransport === "ssm" ? this.parameterName(request.runnerId) : undefined;
     const scriptEnv = { ...env };
@@ -194,21 +189,12 @@ export class Ec2Backend implements Backend {
     return this.resolvedImageId;
   }
 
-  /**
-   * The runner's environment: the options' `env` and entry, then the pool's
-   * (FLAME_PARENT), whose URL gets the parent's address from instance
-   * metadata when `parentAddress` is not configured.
-   */
-  private async runnerEnv(request: ProvisionRequest): Promise<Record<string, string>> {
-    const entry = this.options.entry ?? request.entry;
-    return { ...this.options.env, ...(entry !== undefined ? { FLAME_ENTRY: entry } : {}), ...request.env };
-  }
-
-  private resolveParentAddress(): Promise<string> {
-    if (this.parentAddress !== undefined) return Promise.resolve(this.parentAddress);
-    this.parentAddressLookup ??= privateIpFromMetadata().then((address) => (this.parentAddress = address));
-    this.parentAddressLookup.catch(() => (this.parentAddressLookup = undefined));
-    return this.parentAddressLookup;
+  /** `controlPlane.advertisedHost`, else the parent's private IP from instance metadata, read once (a failed read is not kept). */
+  private resolveAdvertisedHost(): Promise<string> {
+    if (this.advertisedHost !== undefined) return Promise.resolve(this.advertisedHost);
+    this.advertisedHostLookup ??= privateIpFromMetadata().then((address) => (this.advertisedHost = address));
+    this.advertisedHostLookup.catch(() => (this.advertisedHostLookup = undefined));
+    return this.advertisedHostLookup;
   }
 
   private parameterName(runnerId: string): string {
@@ -277,46 +263,60 @@ export class Ec2Backend implements Backend {
    */
   private async launch(clients: AwsClients, request: ProvisionRequest, imageId: string | undefined, userData: string): Promise<string> {
     let spot = this.options.spot !== undefined;
-    let delay = this.options.retryDelay;
-    for (let attempt = 1; ; attempt += 1) {
-      if (request.signal.aborted) {
-        throw new BackendError(`the boot of runner ${request.runnerId} was abandoned before its instance was launched`, {
+    let requests = 0;
+    const runInstances = async (): Promise<string> => {
+      requests += 1;
+      const input = runInstancesInput(this.options, request, imageId, userData, spot, clientToken(request.runnerId, requests));
+      // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.
+      const output = await clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand(input));
+      const instanceId = output.Instances?.[0]?.InstanceId;
+      if (!instanceId) throw new BackendError("EC2 RunInstances answered without an instance", { retryable: true, code: EC2_ERROR_CODES.failed });
+      request.log.debug({ runnerId: request.runnerId, instanceId, spot }, `launched EC2 instance ${instanceId}`);
+      return instanceId;
+    };
+    // Spot without capacity moves to on-demand at once, within the same attempt.
+    const launchOnce = async (): Promise<string> => {
+      try {
+        return await runInstances();
+      } catch (error) {
+        if (!(spot && this.options.spot?.fallbackToOnDemand && isSpotCapacityError(error))) throw error;
+        request.log.warn({ runnerId: request.runnerId }, `no spot capacity (${awsErrorCode(error)}); launching on-demand instead`);
+        spot = false;
+        return await runInstances();
+      }
+    };
+    let lastFailure: BackendError | undefined;
+    try {
+      return await retry(
+        () =>
+          launchOnce().catch((error: unknown) => {
+            throw (lastFailure = classifyAwsError("EC2 RunInstances", error));
+          }),
+        {
+          deadline: request.deadline,
+          signal: request.signal,
+          baseDelay: this.options.retryDelay,
+          maxDelay: Math.max(RETRY_DELAY_CAP, this.options.retryDelay),
+          shouldRetry: (failure) => (failure as BackendError).retryable,
+          onRetry: (failure, attempt, delay) =>
+            request.log.warn({ runnerId: request.runnerId, attempt }, `${(failure as BackendError).message}; retrying in ${delay} ms`),
+        },
+      );
+    } catch (error) {
+      // An abandoned boot reports what kept its instance from launching, not why the pool gave up on it.
+      if (!request.signal.aborted || error !== request.signal.reason) throw error;
+      throw (
+        lastFailure ??
+        new BackendError(`the boot of runner ${request.runnerId} was abandoned before its instance was launched`, {
           retryable: true,
           cause: request.signal.reason,
           code: EC2_ERROR_CODES.failed,
-        });
-      }
-      const input = runInstancesInput(this.options, request, imageId, userData, spot, clientToken(request.runnerId, attempt));
-      try {
-        // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.
-        const output = await clients.ec2.send(new clients.sdk.ec2.RunInstancesCommand(input));
-        const instanceId = output.Instances?.[0]?.InstanceId;
-        if (!instanceId) throw new BackendError("EC2 RunInstances answered without an instance", { retryable: true, code: EC2_ERROR_CODES.failed });
-        request.log.debug({ runnerId: request.runnerId, instanceId, spot }, `launched EC2 instance ${instanceId}`);
-        return instanceId;
-      } catch (error) {
-        if (spot && this.options.spot?.fallbackToOnDemand && isSpotCapacityError(error)) {
-          request.log.warn({ runnerId: request.runnerId }, `no spot capacity (${awsErrorCode(error)}); launching on-demand instead`);
-          spot = false;
-          continue;
-        }
-        const failure = classifyAwsError("EC2 RunInstances", error);
-        if (!failure.retryable || request.signal.aborted || Date.now() + delay >= request.deadline) throw failure;
-        request.log.warn({ runnerId: request.runnerId, attempt }, `${failure.message}; retrying in ${Math.round(delay)} ms`);
-        await sleep(delay, request.signal).catch(() => {
-          throw failure;
-        });
-        delay = Math.min(delay * 2, RETRY_DELAY_CAP) * (0.8 + Math.random() * 0.4);
-      }
+        })
+      );
     }
   }
 
   private tags(request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">) {
     return runnerTags(request, this.options.tags);
   }
-}
-
-/** IPv6 addresses go in brackets inside a URL. */
-function urlHost(address: string): string {
-  return address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
 }

@@ -5,8 +5,9 @@
  * restart, so a runner whose process ends (idle shutdown, parent gone) takes
  * its machine with it. See docs/fly.md.
  */
-import { BackendError } from "../errors.js";
-import type { Backend, ControlPlaneAddress, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { BackendError, ERROR_CODES } from "../errors.js";
+import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
+import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 import { FlyApiClient } from "./fly/api.js";
 import {
   asMachineList,
@@ -19,7 +20,7 @@ import {
 } from "./fly/machines.js";
 import { createMachineRequest, METADATA, resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
 
-export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlyControlPlaneOptions, FlyStopSignal } from "./fly/options.js";
+export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlyStopSignal } from "./fly/options.js";
 export { FlyApiError } from "./fly/api.js";
 
 /** A Backend whose runners are Fly Machines. Options: see FlyBackendOptions and docs/fly.md. */
@@ -45,11 +46,10 @@ export class FlyBackend implements Backend {
     if (!advertisedHost) {
       throw new BackendError(
         'FlyBackend cannot tell runners where to reach this parent: FLY_PRIVATE_IP is not set (is the parent running on Fly?) and the "controlPlane.advertisedHost" option is not given',
-        { retryable: false, code: "FLAME_FLY_CONFIG" },
+        { retryable: false, code: ERROR_CODES.FLAME_FLY_INVALID_CONFIGURATION },
       );
     }
-    const dialHost = advertisedHost.includes(":") && !advertisedHost.startsWith("[") ? `[${advertisedHost}]` : advertisedHost;
-    return { host, port, advertisedUrl: (boundPort) => `ws://${dialHost}:${boundPort}` };
+    return advertisedAddress({ host, port }, advertisedHost);
   }
 
   /**
@@ -123,5 +123,5 @@ export class FlyBackend implements Backend {
 const MISSING_IMAGE = 'an image to boot runners from: set the "image" option or FLY_IMAGE_REF (set by Fly on the parent\'s machine)';
 
 function configError(what: string): BackendError {
-  return new BackendError(`FlyBackend needs ${what}`, { retryable: false, code: "FLAME_FLY_CONFIG" });
+  return new BackendError(`FlyBackend needs ${what}`, { retryable: false, code: ERROR_CODES.FLAME_FLY_INVALID_CONFIGURATION });
 }

@@ -6,12 +6,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { BackendError } from "../errors.js";
-import { agentEntry } from "../package-paths.js";
 import * as v from "valibot";
 import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 import { OUTPUT_CAPTURED_ENV } from "../protocol/runner-env.js";
 import { RunnerOutput } from "./process-output.js";
+import { runnerCommand, runnerEnvironment } from "./runner-launch.js";
 
 export interface ProcessBackendOptions {
   /** Module runners import. Default: the pool's `entry` (by default the module that constructed the pool). */
@@ -52,14 +52,14 @@ export class ProcessBackend implements Backend {
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    const execPath = this.options.execPath ?? process.execPath;
-    const entry = this.options.entry ?? request.entry ?? process.argv[1];
-    const args = [...(this.options.execArgv ?? process.execArgv), agentEntry(), ...(entry ? [entry] : [])];
+    const entry = this.options.entry ?? request.entry;
+    const [execPath, ...args] = runnerCommand(entry, this.options);
     const command = [execPath, ...args].join(" ");
     let child: ChildProcess;
     try {
       child = spawn(execPath, args, {
-        env: { ...process.env, ...this.options.env, [OUTPUT_CAPTURED_ENV]: "1", ...request.env },
+        // The parent's whole environment (a child process shares its machine), then the runner's own.
+        env: { ...process.env, ...runnerEnvironment({ env: request.env, entry }, { ...this.options.env, [OUTPUT_CAPTURED_ENV]: "1" }) },
         stdio: ["ignore", "pipe", "pipe"],
         // Its own process group: a Ctrl-C in the parent's terminal does not reach the runners,
         // which end through the pool (drained by stop()) or when their parent is gone.

@@ -7,7 +7,8 @@ import { lookup } from "node:dns/promises";
 import { createConnection, createServer, type AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
 import { parseArgs } from "node:util";
-import type { Backend, ControlPlaneAddress } from "../backends/backend.js";
+import type { Backend } from "../backends/backend.js";
+import type { ControlPlaneAddress } from "../control-plane/address.js";
 import { LOOPBACK } from "../control-plane/listener.js";
 import { resolveTargets, TARGET_USAGE } from "./targets.js";
 

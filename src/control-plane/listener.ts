@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { ControlPlaneAddress } from "../backends/backend.js";
+import type { ControlPlaneAddress } from "./address.js";
 import { resolveLogger, type Logger } from "../log.js";
 import { AUTHORIZATION_HEADER, DEFAULT_MAX_PAYLOAD, RUNNER_ID_HEADER } from "../protocol/messages.js";
 import { Admission, DEFAULT_ADMISSION_LIMITS, peerAddress, type AdmissionLimits } from "./admission.js";

@@ -45,7 +45,7 @@ export interface PoolStats {
 
 const DEFAULT_BOOT_TIMEOUT = 30_000;
 
-export class Pool implements RegisteredPool, AsyncDisposable {
+export class Pool implements AsyncDisposable {
   readonly name: string;
   private readonly options: Readonly<ResolvedPoolOptions>;
   private readonly log: Logger;

@@ -7,7 +7,7 @@
  */
 import type { Backend } from "../backends/backend.js";
 import { ControlPlane } from "../control-plane/listener.js";
-import { BootError, BootTimeoutError, FlameError, PoolStoppedError, QueueFullError } from "../errors.js";
+import { BootError, FlameError, PoolStoppedError, QueueFullError, QueueTimeoutError } from "../errors.js";
 import { childLogger, type Logger } from "../log.js";
 import { parentId } from "../runtime.js";
 import { BootBackoff } from "./boot-backoff.js";
@@ -135,21 +135,26 @@ export class Scheduler {
     this.queue.add(call);
     call.waitAtMost(this.bootTimeout, () => {
       this.queue.delete(call);
-      return new BootTimeoutError(
-        `no runner of pool "${this.name}" could take "${call.functionId}" within bootTimeout (${this.bootTimeout} ms)${this.whyNoRunner()}`,
-        { cause: this.backoff.lastError },
-      );
+      return new QueueTimeoutError({
+        poolName: this.name,
+        functionId: call.functionId,
+        waited: this.bootTimeout,
+        lastBootFailure: this.backoff.lastError,
+        detail: this.whyNoRunner(),
+      });
     });
     this.scale();
   }
 
-  /** Explains a queue timeout: the last boot failure, or the runners that have not connected yet. */
-  private whyNoRunner(): string {
+  /** Explains a queue timeout besides the last boot failure: runners that have not connected yet, or a full pool. */
+  private whyNoRunner(): string | undefined {
     const booting = this.runners.bootingIds();
     if (booting.length > 0) {
-      return `: runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
+      return `runner(s) ${booting.join(", ")} (${this.backend.name} backend) have not connected back to the parent at ${this.controlPlaneUrl ?? "(listener not started)"}`;
     }
-    return this.backoff.lastError ? `; the last boot failed: ${this.backoff.lastError.message}` : "";
+    const active = this.runners.activeCount();
+    if (active >= this.limits.max) return `all ${active} runners (max ${this.limits.max}) stayed busy`;
+    return undefined;
   }
 
   private place(call: PendingCall, runner: Runner): void {

@@ -25,6 +25,7 @@ import {
 } from "../protocol/messages.js";
 import type { RunnerBootInfo } from "../protocol/runner-env.js";
 import type { RegisteredPool } from "../runtime.js";
+import { retry } from "../retry.js";
 
 export interface AgentOptions {
   boot: RunnerBootInfo;
@@ -66,6 +67,8 @@ export class Agent {
   readonly done = new Promise<AgentEnd>((resolve) => (this.resolveEnd = resolve));
   private livenessTimer: NodeJS.Timeout | undefined;
   private lastPingAt = Date.now();
+  /** Aborted when the agent ends, which stops a connect still retrying. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -78,29 +81,30 @@ export class Agent {
    */
   async connect(): Promise<void> {
     const { boot } = this.options;
-    const deadline = Date.now() + boot.connectTimeout;
-    let delay = 50;
-    for (;;) {
-      if (this.state === "ended") throw new Error("the agent was closed while connecting");
-      try {
-        this.adopt(await this.dial());
-        return;
-      } catch (error) {
-        if (error instanceof UpgradeRefusedError && error.statusCode === 401) {
-          this.end({ reason: "unauthorized", detail: "the parent refused this runner's token (HTTP 401)" });
-          throw error;
-        }
-        if (Date.now() + delay >= deadline) {
-          this.end({
-            reason: "never-connected",
-            detail: `could not reach the parent at ${boot.parentUrl} within ${boot.connectTimeout} ms: ${(error as Error).message}`,
-          });
-          throw error;
-        }
-        await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 1_000);
+    let socket: WebSocket;
+    try {
+      socket = await retry(() => this.dial(), {
+        deadline: Date.now() + boot.connectTimeout,
+        signal: this.lifetime.signal,
+        // Small at first: a fresh machine's network usually comes up within milliseconds.
+        baseDelay: 50,
+        maxDelay: 1_000,
+        // A refused token stays refused; anything else (no route yet, connection refused) may clear up.
+        shouldRetry: (error) => !(error instanceof UpgradeRefusedError && error.statusCode === 401),
+      });
+    } catch (error) {
+      if (this.lifetime.signal.aborted) throw new Error("the agent was closed while connecting");
+      if (error instanceof UpgradeRefusedError && error.statusCode === 401) {
+        this.end({ reason: "unauthorized", detail: "the parent refused this runner's token (HTTP 401)" });
+      } else {
+        this.end({
+          reason: "never-connected",
+          detail: `could not reach the parent at ${boot.parentUrl} within ${boot.connectTimeout} ms: ${(error as Error).message}`,
+        });
       }
+      throw error;
     }
+    this.adopt(socket);
   }
 
   /**
@@ -328,6 +332,7 @@ export class Agent {
   private end(end: AgentEnd): void {
     if (this.state === "ended") return;
     this.state = "ended";
+    this.lifetime.abort();
     clearTimeout(this.livenessTimer);
     for (const cancellation of this.running.values()) cancellation.abort(new Error(`runner stopping: ${end.detail}`));
     this.running.clear();

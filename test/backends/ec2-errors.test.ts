@@ -37,7 +37,7 @@ function backend(options: Partial<Ec2BackendOptions> = {}): Ec2Backend {
     credentials: { accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret" },
     imageId: "ami-0123456789abcdef0",
     runnerImage: "registry.example.com/app:1",
-    parentAddress: "10.0.0.5",
+    controlPlane: { advertisedHost: "10.0.0.5" },
     retryDelay: 10,
     statusPollInterval: 60_000,
     ...options,
@@ -228,7 +228,7 @@ describe("Ec2Backend launch errors", () => {
       name: "ec2-quota",
       max: 2,
       bootTimeout: 20_000,
-      backend: backend({ listenHost: "127.0.0.1", listenPort: 0 }),
+      backend: backend({ controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "10.0.0.5" } }),
     });
     try {
       const failure = await echo(1).catch((error: unknown) => error);

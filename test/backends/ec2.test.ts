@@ -47,10 +47,32 @@ describe("Ec2Backend options", () => {
   });
 
   it("listens on every interface at a fixed port by default, for the security group to name", async () => {
-    const address = await new Ec2Backend({ runnerImage: "x", parentAddress: "10.1.2.3" }).controlPlane();
+    const address = await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "10.1.2.3" } }).controlPlane();
     expect(address).toMatchObject({ host: "0.0.0.0", port: 3526 });
     expect(address.advertisedUrl(3526)).toBe("ws://10.1.2.3:3526");
-    expect((await new Ec2Backend({ runnerImage: "x", parentAddress: "fd00::5" }).controlPlane()).advertisedUrl(80)).toBe("ws://[fd00::5]:80");
+    expect((await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "fd00::5" } }).controlPlane()).advertisedUrl(80)).toBe("ws://[fd00::5]:80");
+  });
+});
+
+describe("Ec2Backend control plane options", () => {
+  it("take FlyBackend's shape, checked the same way", () => {
+    expect(() => new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "http://10.0.0.1/" } })).toThrow(
+      /option "controlPlane.advertisedHost": Expected a host name or IP address/,
+    );
+    expect(() => new Ec2Backend({ runnerImage: "x", controlPlane: { port: 70_000 } })).toThrow(/option "controlPlane.port"/);
+    expect(() => new Ec2Backend({ runnerImage: "x", controlPlane: { hots: "::" } as never })).toThrow(/unknown option "controlPlane.hots" \(did you mean "controlPlane.host"\?\)/);
+  });
+
+  it("tell code written for earlier versions what the options are called now", () => {
+    expect(() => new Ec2Backend({ runnerImage: "x", listenHost: "::" } as never)).toThrow(/"listenHost" is now "controlPlane.host"/);
+    expect(() => new Ec2Backend({ runnerImage: "x", listenPort: 3600 } as never)).toThrow(/"listenPort" is now "controlPlane.port"/);
+    expect(() => new Ec2Backend({ runnerImage: "x", parentAddress: "10.0.0.1" } as never)).toThrow(/"parentAddress" is now "controlPlane.advertisedHost"/);
+  });
+
+  it("bind and advertise what they say", async () => {
+    const address = await new Ec2Backend({ runnerImage: "x", controlPlane: { host: "10.0.0.2", port: 4000, advertisedHost: "runner-gateway.internal" } }).controlPlane();
+    expect(address).toMatchObject({ host: "10.0.0.2", port: 4000 });
+    expect(address.advertisedUrl(4000)).toBe("ws://runner-gateway.internal:4000");
   });
 });
 
@@ -117,7 +139,7 @@ describe("Ec2Backend parent address from instance metadata", () => {
     const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const failure = await privateIpFromMetadata({ [METADATA_ENDPOINT_VAR]: endpoint }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(BackendError);
-    expect(failure).toMatchObject({ retryable: false, message: expect.stringContaining('"parentAddress"') });
+    expect(failure).toMatchObject({ retryable: false, message: expect.stringContaining('"controlPlane.advertisedHost"') });
   });
 });
 
@@ -156,7 +178,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   let ec2: EC2Client;
   let ssm: SSMClient;
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
-  // Parent and runners must agree on the app version: runners get the same build id through the backend's env.
+  // Parent and runners must agree on the app version: the backend passes the parent's build id to runners.
   environmentForFile({ FLAME_BUILD_ID: BUILD_ID, FLY_IMAGE_REF: undefined });
 
   beforeAll(async () => {
@@ -179,7 +201,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   });
 
   function backend(options: Partial<Ec2BackendOptions> = {}): Ec2Backend {
-    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE, buildId: BUILD_ID }, options);
+    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE }, options);
   }
 
   function hypervisor(options: Partial<Parameters<typeof Ec2Hypervisor.start>[0]> = {}): Ec2Hypervisor {
@@ -225,6 +247,8 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     hold.abort();
     await Promise.allSettled(calls);
     await waitFor(async () => (await instances("ec2-scale")).every((instance) => !alive(instance)), "idle runners to be terminated in EC2");
+    // The pool counts a runner gone once the backend's terminate has returned, a moment after EC2 shows it.
+    await waitFor(() => scaling.stats().runners.total === 0, "the pool to count its runners gone");
     expect(scaling.stats().runners).toMatchObject({ booting: 0, ready: 0, draining: 0, stopping: 0 });
     expect((await instances("ec2-scale")).map((instance) => instance.State?.Name)).toEqual(["terminated", "terminated", "terminated"]);
     await waitForNoMachines(machines);
@@ -240,8 +264,8 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
       return new Promise((resolve) => metadata.close(resolve));
     });
     hypervisor();
-    // No parentAddress: the parent finds its own from instance metadata.
-    const ec2Backend = backend({ parentAddress: undefined, tags: { app: "flame-test" } });
+    // No controlPlane.advertisedHost: the parent finds its own from instance metadata.
+    const ec2Backend = backend({ controlPlane: { host: "127.0.0.1", port: 0 }, tags: { app: "flame-test" } });
     const { whoami } = pool({ name: "ec2-launch", max: 1, backend: ec2Backend });
 
     const { runnerId } = await whoami();
@@ -275,6 +299,19 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
       { runnerId, providerId: id, pool: "ec2-launch", parentId: tagsOf(instance!)["flame:parent"], state: "running" },
     ]);
     await expect(ec2Backend.checkPermissions()).resolves.toBeUndefined();
+  });
+
+  it("gives runners the parent's FLAME_BUILD_ID without the env option, so they are not refused as another version", async () => {
+    const machines = hypervisor();
+    // The backend's env names no build id; the parent's environment has one (environmentForFile above).
+    const { whoami } = pool({ name: "ec2-build-id", max: 1, backend: backend({ env: { APP_SETTING: "1" } }) });
+
+    // Answered: the runner was welcomed, so its app version is the parent's.
+    await expect(whoami()).resolves.toMatchObject({ runnerId: expect.any(String) });
+    const [machine] = machines.machines.values();
+    expect(machine!.userData).toContain(`export FLAME_BUILD_ID='${BUILD_ID}'`);
+    expect(machine!.userData).toContain("export APP_SETTING='1'");
+    expect(machine!.dockerRuns()[0]).toEqual(expect.arrayContaining(["-e", "FLAME_BUILD_ID"]));
   });
 
   it("resolves the AMI from an SSM parameter, once", async () => {
@@ -331,7 +368,8 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     const { pool: hung, echo } = pool({ name: "ec2-hung", max: 1, bootTimeout: 1_000, backend: backend({ tokenTransport: "ssm" }) });
 
     const failure = await echo(1).catch((error: unknown) => error);
-    expect(failure).toMatchObject({ code: "FLAME_BOOT_TIMEOUT" });
+    // The caller waited bootTimeout; its error says the runner never connected.
+    expect(failure).toMatchObject({ code: "FLAME_QUEUE_TIMEOUT", message: expect.stringMatching(/not connected back to the parent/) });
     let first: Instance | undefined;
     await waitFor(async () => {
       first = (await instances("ec2-hung")).sort((a, b) => a.LaunchTime!.getTime() - b.LaunchTime!.getTime())[0];
@@ -405,7 +443,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   function startParent(config: { pool: string; min: number; thenMin: number; runnerConnectTimeout: number }): { process: ChildProcess; ready: Promise<void> } {
     const child = spawn(process.execPath, ["--import", "tsx", "test/support/moto-parent.ts"], {
       cwd: REPO,
-      env: { ...process.env, FLAME_TEST_PARENT: JSON.stringify({ ...config, endpoint: server.endpoint, buildId: BUILD_ID }) },
+      env: { ...process.env, FLAME_TEST_PARENT: JSON.stringify({ ...config, endpoint: server.endpoint }) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";

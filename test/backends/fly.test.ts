@@ -14,7 +14,7 @@ import { createMachineRequest, resolveFlyOptions } from "../../src/backends/fly/
 import { describeFlyEmulator, parseFlyEmulatorArgs } from "../../src/emulators/fly/cli.js";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
 import { OpenApiContract } from "../../src/emulators/fly/openapi.js";
-import { BackendError, BootError, BootTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
+import { BackendError, BootError, QueueTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
 import { consoleLogger } from "../../src/log.js";
 import { fixtureEntry, makePool } from "../fixtures/app.js";
 import { AGENT_MAIN, liveMachines, pretendParentOnFly, startTestEmulator, TEST_IMAGE, testFlyBackend } from "../support/fly.js";
@@ -193,7 +193,7 @@ describe("FlyBackend on the emulator", () => {
     const results: GrowResult[] = [];
     const { pool: p, echo } = pool({ name: "stuck", max: 1, bootTimeout: 1_000, backend: testFlyBackend(emulator), onGrowEnd: (result) => results.push(result) });
 
-    await expect(p.call(echo, [1])).rejects.toBeInstanceOf(BootTimeoutError);
+    await expect(p.call(echo, [1])).rejects.toBeInstanceOf(QueueTimeoutError);
     const stuck = emulator.machines()[0]!;
     expect(stuck.events.some((event) => event.type === "start")).toBe(false);
     await waitFor(() => emulator.machines()[0]!.state === "destroyed", "the stuck machine to be destroyed", 5_000);
@@ -552,7 +552,7 @@ describe("FlyBackend options", () => {
       expect(() => backend.controlPlane()).toThrow(/FLY_PRIVATE_IP is not set/);
       const error = await backend.list().catch((caught: Error) => caught);
       expect(error).toBeInstanceOf(BackendError);
-      expect(error).toMatchObject({ retryable: false, code: "FLAME_FLY_CONFIG" });
+      expect(error).toMatchObject({ retryable: false, code: "FLAME_FLY_INVALID_CONFIGURATION" });
       expect((error as Error).message).toMatch(/FLY_APP_NAME/);
     } finally {
       process.env = saved;

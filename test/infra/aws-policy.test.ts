@@ -29,7 +29,7 @@ import {
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ec2Backend, type Ec2BackendOptions } from "../../src/backends/ec2.js";
-import { DEFAULT_IMAGE_PARAMETER, DEFAULT_LISTEN_PORT, resolveEc2Options } from "../../src/backends/ec2/options.js";
+import { DEFAULT_CONTROL_PLANE_PORT, DEFAULT_IMAGE_PARAMETER, resolveEc2Options } from "../../src/backends/ec2/options.js";
 import { ecrRegistry } from "../../src/backends/ec2/user-data.js";
 import { makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
@@ -77,7 +77,8 @@ describe("the CloudFormation template", () => {
 
   it("has Ec2Backend's defaults, and outputs for each option it configures", () => {
     const defaults = resolveEc2Options({ runnerImage: "x" });
-    expect(template.Parameters.ListenPort!.Default).toBe(DEFAULT_LISTEN_PORT);
+    expect(template.Parameters.ListenPort!.Default).toBe(defaults.controlPlane.port);
+    expect(defaults.controlPlane.port).toBe(DEFAULT_CONTROL_PLANE_PORT);
     expect(template.Parameters.ParameterPrefix!.Default).toBe(defaults.ssmParameterPrefix);
     expect(defaults.ssmParameterPrefix).toMatch(new RegExp(template.Parameters.ParameterPrefix!.AllowedPattern!));
     // The AMI parameter the backend reads by default is one the parent may read.
@@ -185,7 +186,7 @@ describe.skipIf(!moto.available && !motoRequired)("the IAM policies against the 
   let server: MotoServer;
   let ec2: EC2Client;
   let query: AwsQueryClient;
-  // Parent and runners must agree on the app version: runners get the same build id through the backend's env.
+  // Parent and runners must agree on the app version: the backend passes the parent's build id to runners.
   environmentForFile({ FLAME_BUILD_ID: BUILD_ID, FLY_IMAGE_REF: undefined });
 
   beforeAll(async () => {
@@ -214,7 +215,7 @@ describe.skipIf(!moto.available && !motoRequired)("the IAM policies against the 
   }
 
   function backend(options: Partial<Ec2BackendOptions>): Ec2Backend {
-    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE, buildId: BUILD_ID, region: REGION, credentials: PARENT_CREDENTIALS }, options);
+    return testEc2Backend(server.endpoint, { runnerImage: RUNNER_IMAGE, region: REGION, credentials: PARENT_CREDENTIALS }, options);
   }
 
   /** Runs a pool through start (permission check), one call (launch, watch), reap (list) and stop (terminate). */
@@ -236,7 +237,7 @@ describe.skipIf(!moto.available && !motoRequired)("the IAM policies against the 
     // The ingress rule as deployed: the listen port, from the runners' group.
     const parentGroup = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [parentGroupId] }))).SecurityGroups![0]!;
     expect(parentGroup.IpPermissions).toEqual([
-      expect.objectContaining({ IpProtocol: "tcp", FromPort: DEFAULT_LISTEN_PORT, ToPort: DEFAULT_LISTEN_PORT, UserIdGroupPairs: [expect.objectContaining({ GroupId: outputs.RunnerSecurityGroupId })] }),
+      expect.objectContaining({ IpProtocol: "tcp", FromPort: DEFAULT_CONTROL_PLANE_PORT, ToPort: DEFAULT_CONTROL_PLANE_PORT, UserIdGroupPairs: [expect.objectContaining({ GroupId: outputs.RunnerSecurityGroupId })] }),
     ]);
 
     const machines = Ec2Hypervisor.start({ endpoint: server.endpoint });

@@ -99,6 +99,31 @@ if (!isRunner()) {
   console.log(JSON.stringify({ sum: await add(1, 2) }));
 }
 `,
+  // Two copies of the package in one app (what a duplicated install gives): errors of one are instanceof the other's classes.
+  "copies.mjs": `
+import { cpSync } from "node:fs";
+import { createRequire } from "node:module";
+const required = createRequire(import.meta.url)("flame-ts");
+const imported = await import("flame-ts");
+cpSync("node_modules/flame-ts", "second-copy/node_modules/flame-ts", { recursive: true });
+const second = await import("./second-copy/node_modules/flame-ts/dist/index.js");
+let thrown;
+try {
+  new second.Pool({ name: "copies", max: -1 });
+} catch (error) {
+  thrown = error;
+}
+const late = new second.BootTimeoutError("late");
+const failed = new imported.BootError("failed");
+console.log(JSON.stringify({
+  requireAndImportAgree: required.BootError === imported.BootError && required.FlameError === imported.FlameError,
+  secondIsAnotherCopy: second.BootError !== imported.BootError,
+  thrownBySecond: [thrown instanceof imported.InvalidOptionError, thrown instanceof imported.FlameError, thrown instanceof imported.BootError, thrown?.code],
+  secondTimeout: [late instanceof imported.BootTimeoutError, late instanceof imported.BootError, late instanceof required.FlameError],
+  firstBootError: [failed instanceof second.BootError, failed instanceof second.FlameError, failed instanceof second.BootTimeoutError],
+  remoteIsNoBootError: new second.RemoteError({ name: "Error", message: "m" }) instanceof imported.BootError,
+}));
+`,
   // A service that drains on SIGINT (as examples/image-service does): in-flight work finishes.
   "service.mjs": `
 import { isRunner, Pool } from "flame-ts";
@@ -288,6 +313,19 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     expect(result.name).toBe("BootError");
     expect(result.message).toContain("DATABASE_URL is not set");
     expect(result.elapsed).toBeLessThan(10_000);
+  });
+
+  it("errors are instanceof across require and import and across two installed copies, as precisely as their classes", async () => {
+    const { code, stdout, stderr } = await node(["copies.mjs"]);
+    expect(code, stderr).toBe(0);
+    expect(lastJsonLine(stdout)).toEqual({
+      requireAndImportAgree: true,
+      secondIsAnotherCopy: true,
+      thrownBySecond: [true, true, false, "FLAME_INVALID_OPTION"],
+      secondTimeout: [true, true, true],
+      firstBootError: [true, true, false],
+      remoteIsNoBootError: false,
+    });
   });
 
   it("a script that forgets stop() exits promptly when its work is done", async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   BootError,
-  BootTimeoutError,
+  QueueTimeoutError,
   CallAbortedError,
   CallTimeoutError,
   RunnerExitedError,
@@ -23,7 +23,8 @@ describe("timeouts and aborts", () => {
     await p.start();
     const started = Date.now();
     await expect(p.call(waitForAbort, [], { timeout: 200 })).rejects.toBeInstanceOf(CallTimeoutError);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    // At the timeout, not when the function ends (it never does on its own): generous for a loaded machine.
+    expect(Date.now() - started).toBeLessThan(4_000);
     await waitFor(async () => (await abortsSeen()) === 1, "the runner's signal to fire");
   });
 
@@ -92,10 +93,11 @@ describe("runner death", () => {
 
 describe("liveness", () => {
   it("a call that blocks the runner's event loop far past the heartbeat tolerance is not mistaken for a dead runner", async () => {
-    const { pool: p, spin, whoami } = pool({ name: "cpu-bound", max: 1, heartbeatInterval: 50 });
+    const { pool: p, spin, whoami } = pool({ name: "cpu-bound", max: 1, heartbeatInterval: 150 });
     const before = await whoami();
-    // 3 missed 50 ms heartbeats would be 150 ms: block for 800 ms.
-    await expect(spin(800)).resolves.toBe(before.pid);
+    // 3 missed 150 ms heartbeats would be 450 ms: block for 1.5 s. (A shorter interval mistakes
+    // a parent slowed by a loaded machine for a dead one, which is not what this test is about.)
+    await expect(spin(1_500)).resolves.toBe(before.pid);
     expect((await whoami()).runnerId).toBe(before.runnerId);
     expect(p.stats().failed).toBe(0);
   });
@@ -149,7 +151,7 @@ describe("boot failures", () => {
     });
     const started = Date.now();
     const error = await add(1, 2).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(BootTimeoutError);
+    expect(error).toBeInstanceOf(QueueTimeoutError);
     expect((error as Error).message).toMatch(/not connected back to the parent at ws:\/\/127\.0\.0\.1:\d+/);
     expect(Date.now() - started).toBeLessThan(5_000);
     await waitFor(() => descendantPids().length === 0, "the silent runner process to be terminated");

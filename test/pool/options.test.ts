@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { BackendError, BootTimeoutError, InvalidOptionError, LocalBackend, Pool, ProcessBackend, type Backend } from "../../src/index.js";
+import { BackendError, QueueTimeoutError, InvalidOptionError, LocalBackend, Pool, ProcessBackend, type Backend } from "../../src/index.js";
 
 const pools: Pool[] = [];
 afterEach(async () => {
@@ -191,7 +191,7 @@ describe("what a backend tells the pool", () => {
     pools.push(pool);
     const fn = pool.define("fn", () => 1);
     const error = await fn().catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(BootTimeoutError);
+    expect(error).toBeInstanceOf(QueueTimeoutError);
     expect((error as Error).message).toMatch(/within bootTimeout \(150 ms\)/);
   });
 });

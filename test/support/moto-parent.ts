@@ -14,7 +14,6 @@ export interface ParentConfig {
   min: number;
   thenMin: number;
   runnerConnectTimeout: number;
-  buildId: string;
 }
 
 const config = JSON.parse(process.env.FLAME_TEST_PARENT ?? "{}") as ParentConfig;
@@ -23,10 +22,7 @@ const backend = new Ec2Backend({
   endpoint: config.endpoint,
   credentials: MOTO_CREDENTIALS,
   runnerImage: "registry.example.com/flame-test:1",
-  listenHost: "127.0.0.1",
-  listenPort: 0,
-  parentAddress: "127.0.0.1",
-  env: { FLAME_BUILD_ID: config.buildId },
+  controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" },
 });
 const { pool } = makePool({
   name: config.pool,

@@ -85,10 +85,12 @@ export async function startMoto(): Promise<MotoServer> {
 /**
  * An Ec2Backend pointed at `endpoint` (moto), with runners dialing back over
  * loopback and fast polls and retries for tests. `options` override any of it.
+ * Runners get the parent's FLAME_BUILD_ID from the backend itself: set it in
+ * the test's environment, not in `env`.
  */
 export function testEc2Backend(
   endpoint: string,
-  settings: { runnerImage: string; buildId: string; region?: string; credentials?: { accessKeyId: string; secretAccessKey: string } },
+  settings: { runnerImage: string; region?: string; credentials?: { accessKeyId: string; secretAccessKey: string } },
   options: Partial<Ec2BackendOptions> = {},
 ): Ec2Backend {
   return new Ec2Backend({
@@ -96,10 +98,7 @@ export function testEc2Backend(
     endpoint,
     credentials: settings.credentials ?? MOTO_CREDENTIALS,
     runnerImage: settings.runnerImage,
-    listenHost: "127.0.0.1",
-    listenPort: 0,
-    parentAddress: "127.0.0.1",
-    env: { FLAME_BUILD_ID: settings.buildId },
+    controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" },
     statusPollInterval: 100,
     retryDelay: 50,
     ...options,

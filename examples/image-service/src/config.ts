@@ -143,7 +143,7 @@ function ec2Options(env: Env, problems: string[]): Ec2BackendOptions {
   if (tokenTransport !== undefined && tokenTransport !== "user-data" && tokenTransport !== "ssm") {
     problems.push(`EC2_TOKEN_TRANSPORT must be "user-data" or "ssm", got ${JSON.stringify(tokenTransport)}`);
   }
-  const listenPort = read.optionalInteger("EC2_LISTEN_PORT", 0, 65_535);
+  const controlPlanePort = read.optionalInteger("EC2_LISTEN_PORT", 0, 65_535);
   const options: Ec2BackendOptions = runnerCommand !== undefined ? { runnerCommand } : { runnerImage: runnerImage ?? "" };
   if (env.AWS_REGION) options.region = env.AWS_REGION;
   if (env.EC2_INSTANCE_TYPE) options.instanceType = env.EC2_INSTANCE_TYPE;
@@ -155,11 +155,14 @@ function ec2Options(env: Env, problems: string[]): Ec2BackendOptions {
   const template = env.EC2_LAUNCH_TEMPLATE;
   if (template) options.launchTemplate = /^lt-[0-9a-f]+$/.test(template) ? { id: template } : { name: template };
   if (tokenTransport === "user-data" || tokenTransport === "ssm") options.tokenTransport = tokenTransport;
-  if (listenPort !== undefined) options.listenPort = listenPort;
-  if (env.EC2_PARENT_ADDRESS) options.parentAddress = env.EC2_PARENT_ADDRESS;
+  if (controlPlanePort !== undefined || env.EC2_PARENT_ADDRESS) {
+    options.controlPlane = {
+      ...(controlPlanePort !== undefined ? { port: controlPlanePort } : {}),
+      ...(env.EC2_PARENT_ADDRESS ? { advertisedHost: env.EC2_PARENT_ADDRESS } : {}),
+    };
+  }
   if (env.EC2_SPOT === "true") options.spot = true;
-  // Runners get only what user data exports: pass the build id so their app version matches this parent's.
-  if (env.FLAME_BUILD_ID) options.env = { FLAME_BUILD_ID: env.FLAME_BUILD_ID };
+  // Runners get this parent's FLAME_BUILD_ID from the backend itself, so their app version matches.
   return options;
 }
 

@@ -3,16 +3,16 @@
  * another attempt may help: bad credentials, a wrong AMI, subnet, group or
  * profile, and quotas fail fast; capacity and throttling are retried.
  */
-import { BackendError } from "../../errors.js";
+import { BackendError, ERROR_CODES } from "../../errors.js";
 
 /** Stable codes of the EC2 backend's BackendErrors. */
 export const EC2_ERROR_CODES = {
-  unauthorized: "FLAME_EC2_UNAUTHORIZED",
-  invalidConfiguration: "FLAME_EC2_INVALID_CONFIGURATION",
-  quota: "FLAME_EC2_QUOTA",
-  capacity: "FLAME_EC2_CAPACITY",
-  throttled: "FLAME_EC2_THROTTLED",
-  failed: "FLAME_EC2_FAILED",
+  unauthorized: ERROR_CODES.FLAME_EC2_UNAUTHORIZED,
+  invalidConfiguration: ERROR_CODES.FLAME_EC2_INVALID_CONFIGURATION,
+  quota: ERROR_CODES.FLAME_EC2_QUOTA,
+  capacity: ERROR_CODES.FLAME_EC2_CAPACITY,
+  throttled: ERROR_CODES.FLAME_EC2_THROTTLED,
+  failed: ERROR_CODES.FLAME_EC2_FAILED,
 } as const;
 
 /** The error name AWS gave (EC2's `Code`), or the SDK's name for client-side failures. */

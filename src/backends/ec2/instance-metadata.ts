@@ -1,7 +1,7 @@
 /**
  * The parent's private IPv4 address, read from the EC2 instance metadata
  * service with IMDSv2 (a session token first, then the value), for when the
- * parent runs on EC2 and `parentAddress` is not set.
+ * parent runs on EC2 and `controlPlane.advertisedHost` is not set.
  */
 import { BackendError } from "../../errors.js";
 import { EC2_ERROR_CODES } from "./errors.js";
@@ -34,7 +34,7 @@ export async function privateIpFromMetadata(env: NodeJS.ProcessEnv = process.env
   } catch (error) {
     throw new BackendError(
       `could not find the parent's private address from the EC2 instance metadata service at ${base} (${(error as Error).message}): ` +
-        'when the parent does not run on EC2 (or IMDS is off), set the Ec2Backend "parentAddress" option to an address runners can reach',
+        'when the parent does not run on EC2 (or IMDS is off), set the Ec2Backend "controlPlane.advertisedHost" option to an address runners can reach',
       { retryable: false, cause: error, code: EC2_ERROR_CODES.invalidConfiguration },
     );
   }

@@ -4,7 +4,8 @@
  */
 import { InvalidOptionError } from "../../errors.js";
 import * as v from "valibot";
-import { milliseconds, nonNegativeInteger, parseOptions } from "../../validation.js";
+import { milliseconds, parseOptions } from "../../validation.js";
+import { controlPlaneSchema, type ControlPlaneOptions } from "../control-plane-options.js";
 
 /** Static AWS credentials, or a function that returns them (e.g. one of `@aws-sdk/credential-providers`). */
 export type Ec2Credentials =
@@ -110,8 +111,9 @@ export interface Ec2BackendOptions {
    */
   entry?: string;
   /**
-   * Extra environment for runners (e.g. FLAME_BUILD_ID). Written into user
-   * data, which anyone allowed ec2:DescribeInstanceAttribute can read: no secrets.
+   * Extra environment for runners. The parent's FLAME_BUILD_ID reaches them
+   * without it (a FLAME_BUILD_ID set here wins). Written into user data, which
+   * anyone allowed ec2:DescribeInstanceAttribute can read: no secrets.
    */
   env?: Record<string, string>;
   /**
@@ -123,20 +125,23 @@ export interface Ec2BackendOptions {
   /** Path prefix of the boot parameters (`tokenTransport: "ssm"`). Default "/flame-ts". */
   ssmParameterPrefix?: string;
 
-  /** Interface the parent's control plane binds. Default "0.0.0.0" (runners connect over the VPC). */
-  listenHost?: string;
-  /** Port the parent's control plane binds; the security groups must let runners reach it. Default 3526 (0: any free port). */
-  listenPort?: number;
   /**
-   * Host name or IP runners dial to reach the parent. Default: the parent's
-   * private IPv4 address from the instance metadata service (IMDSv2), which
-   * works when the parent itself runs on EC2.
+   * Where the parent listens and what runners dial. Defaults: `host`
+   * "0.0.0.0" (runners connect over the VPC); `port` 3526, fixed so that the
+   * security groups can let runners reach it (0: any free port);
+   * `advertisedHost` the parent's private IPv4 address from the instance
+   * metadata service (IMDSv2), which works when the parent itself runs on EC2.
    */
-  parentAddress?: string;
+  controlPlane?: ControlPlaneOptions;
 
   /** Milliseconds between checks of booting runners' instance states, to fail a boot early when its instance dies. Default 5 000. */
   statusPollInterval?: number;
-  /** Milliseconds before the first retry of a capacity or throttling error; doubles up to 20 000. Default 1 000. */
+  /**
+   * Milliseconds before the first retry of a capacity or throttling error, at
+   * most (the wait is drawn between half of it and all of it, so that runners
+   * failing together do not retry together); doubles after each retry up to
+   * 20 000. Default 1 000.
+   */
   retryDelay?: number;
 }
 
@@ -144,7 +149,7 @@ export interface Ec2BackendOptions {
 export const DEFAULT_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 export const DEFAULT_INSTANCE_TYPE = "t3.small";
 /** "FLAM" on a phone keypad; a fixed port so security groups can name it. */
-export const DEFAULT_LISTEN_PORT = 3526;
+export const DEFAULT_CONTROL_PLANE_PORT = 3526;
 
 const nonEmpty = () => v.pipe(v.string(), v.minLength(1));
 const envName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "Expected environment variable names (letters, digits, '_')"));
@@ -206,9 +211,7 @@ const schema = v.strictObject({
     v.pipe(v.string(), v.regex(/^(\/[A-Za-z0-9_.-]+)+$/, "Expected a parameter path such as /flame-ts")),
     "/flame-ts",
   ),
-  listenHost: v.optional(nonEmpty(), "0.0.0.0"),
-  listenPort: v.optional(v.pipe(nonNegativeInteger(), v.maxValue(65_535)), DEFAULT_LISTEN_PORT),
-  parentAddress: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9.:\-[\]]+$/, "Expected a host name or IP address"))),
+  controlPlane: controlPlaneSchema({ host: "0.0.0.0", port: DEFAULT_CONTROL_PLANE_PORT }),
   statusPollInterval: v.optional(v.pipe(milliseconds(), v.minValue(10)), 5_000),
   retryDelay: v.optional(v.pipe(milliseconds(), v.minValue(1)), 1_000),
 });
@@ -223,10 +226,20 @@ export type ResolvedEc2Options = Omit<Parsed, "spot" | "userData" | "credentials
   spot: { maxPrice: string | undefined; fallbackToOnDemand: boolean } | undefined;
 };
 
+/** Options of earlier versions and their names now, so that old code gets told what to write instead. */
+const RENAMED_OPTIONS: Record<string, string> = {
+  listenHost: "controlPlane.host",
+  listenPort: "controlPlane.port",
+  parentAddress: "controlPlane.advertisedHost",
+};
+
 /** Validates Ec2Backend options once, at construction. */
 export function resolveEc2Options(input: Ec2BackendOptions): ResolvedEc2Options {
   if (typeof input !== "object" || input === null) {
     throw new InvalidOptionError(`Ec2Backend options must be an object, got ${String(input)}`);
+  }
+  for (const [old, now] of Object.entries(RENAMED_OPTIONS)) {
+    if (old in input) throw new InvalidOptionError(`invalid Ec2Backend options: "${old}" is now "${now}" (see CHANGELOG.md)`);
   }
   const parsed = parseOptions("Ec2Backend", schema, input);
   if (parsed.runnerImage === undefined && parsed.runnerCommand === undefined && parsed.userData === undefined) {

@@ -1,12 +1,13 @@
 /**
  * A small client of the Fly Machines API (https://api.machines.dev/v1): one
  * HTTP request through undici, Fly's errors turned into BackendErrors that
- * carry Fly's own text and `fly-request-id`, and a retry loop for throttling.
+ * carry Fly's own text, `fly-request-id` and Retry-After, and requests retried
+ * (src/retry.ts) through throttling and lost answers.
  * undici is imported on first use, so a runner importing flame-ts never loads it.
  */
 import type * as Undici from "undici";
-import { BackendError } from "../../errors.js";
-import { backoffDelay, sleep } from "../../retry.js";
+import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
+import { retry, type RetryVerdict } from "../../retry.js";
 
 /** What came back from one request. */
 export interface FlyResponse {
@@ -26,15 +27,18 @@ export class FlyApiError extends BackendError {
   readonly requestId: string | undefined;
   /** Fly's machine-readable `status` field, e.g. "insufficient_capacity". */
   readonly flyStatus: string | undefined;
+  /** Milliseconds Fly asked to wait before trying again (Retry-After), if it said. */
+  readonly retryAfter: number | undefined;
 
   constructor(
     message: string,
-    options: { retryable: boolean; code?: string; cause?: unknown; status?: number; requestId?: string; flyStatus?: string },
+    options: { retryable: boolean; code?: FlameErrorCode; cause?: unknown; status?: number; requestId?: string; flyStatus?: string; retryAfter?: number },
   ) {
-    super(message, { retryable: options.retryable, code: options.code ?? "FLAME_FLY_API", cause: options.cause });
+    super(message, { retryable: options.retryable, code: options.code ?? ERROR_CODES.FLAME_FLY_FAILED, cause: options.cause });
     this.status = options.status;
     this.requestId = options.requestId;
     this.flyStatus = options.flyStatus;
+    this.retryAfter = options.retryAfter;
   }
 }
 
@@ -60,7 +64,7 @@ export interface SendOptions {
 }
 
 /** Options of a request sent until it succeeds or the deadline comes. */
-export interface RetryOptions extends SendOptions {
+export interface RetriedRequestOptions extends SendOptions {
   /** What the request does, for messages, e.g. "destroy machine 3d8d…". */
   action: string;
   /** Absolute time (ms since epoch) after which no retry starts. */
@@ -126,32 +130,33 @@ export class FlyApiClient {
    * (or the server's Retry-After) while the next attempt can start before
    * `deadline`. Only for requests that are safe to repeat.
    */
-  async request(method: string, path: string, options: RetryOptions): Promise<FlyResponse> {
-    for (let attempt = 1; ; attempt += 1) {
-      let failure: Error;
-      let wait: number;
-      try {
-        const response = await this.send(method, path, options);
+  async request(method: string, path: string, options: RetriedRequestOptions): Promise<FlyResponse> {
+    return retry(
+      async () => {
+        const response = await this.sendAction(options.action, method, path, options);
         if (isSuccess(response.status) || options.acceptStatuses?.has(response.status)) return response;
-        failure = this.errorFor(response, options.action);
-        if (!(response.status === 429 || options.retryStatuses?.has(response.status))) throw failure;
-        wait = response.retryAfter ?? backoffDelay(attempt);
-      } catch (error) {
-        if (!(error instanceof NoResponseError)) throw error;
-        failure = new FlyApiError(`could not ${options.action}: no response from the Fly Machines API at ${this.settings.baseUrl}: ${error.message}`, {
-          retryable: true,
-          cause: error,
-        });
-        wait = backoffDelay(attempt);
-      }
-      if (Date.now() + wait >= options.deadline) throw failure;
-      await sleep(wait, options.signal);
+        throw this.errorFor(response, options.action);
+      },
+      { deadline: options.deadline, signal: options.signal, shouldRetry: (error) => retryVerdict(error, options.retryStatuses) },
+    );
+  }
+
+  /** One request for `action`, like `send`, but a missing response is a retryable FlyApiError saying what could not be done. */
+  async sendAction(action: string, method: string, path: string, options: SendOptions = {}): Promise<FlyResponse> {
+    try {
+      return await this.send(method, path, options);
+    } catch (error) {
+      if (!(error instanceof NoResponseError)) throw error;
+      throw new FlyApiError(`could not ${action}: no response from the Fly Machines API at ${this.settings.baseUrl}: ${error.message}`, {
+        retryable: true,
+        cause: error,
+      });
     }
   }
 
   /** The BackendError for a failed response: 401 names the token, capacity says so, others carry Fly's text. */
   errorFor(response: FlyResponse, action: string): FlyApiError {
-    const { status, requestId } = response;
+    const { status, requestId, retryAfter } = response;
     const flyStatus = fieldOf(response.body, "status");
     const text = fieldOf(response.body, "error") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
     const suffix = `${text ? `: ${text}` : ""} (fly-request-id ${requestId ?? "none"})`;
@@ -159,16 +164,17 @@ export class FlyApiClient {
       return new FlyApiError(
         `could not ${action}: the Fly Machines API rejected the API token from ${this.settings.tokenSource} (HTTP 401)${suffix}. ` +
           `Set a valid token for app "${this.settings.app}", e.g. from \`fly tokens create deploy -a ${this.settings.app}\``,
-        { retryable: false, code: "FLAME_FLY_UNAUTHORIZED", status, requestId, flyStatus },
+        { retryable: false, code: ERROR_CODES.FLAME_FLY_UNAUTHORIZED, status, requestId, flyStatus, retryAfter },
       );
     }
     if (isCapacityError(status, flyStatus, text)) {
       return new FlyApiError(`could not ${action}: Fly has insufficient capacity (HTTP ${status})${suffix}`, {
         retryable: true,
-        code: "FLAME_FLY_INSUFFICIENT_CAPACITY",
+        code: ERROR_CODES.FLAME_FLY_CAPACITY,
         status,
         requestId,
         flyStatus,
+        retryAfter,
       });
     }
     if (status === 404 && text.toLowerCase().includes("app")) {
@@ -177,6 +183,7 @@ export class FlyApiClient {
         status,
         requestId,
         flyStatus,
+        retryAfter,
       });
     }
     // Throttling, conflicts (409/412/422 come from a busy host or app) and server errors may pass; other requests Fly finds wrong stay wrong.
@@ -186,8 +193,25 @@ export class FlyApiClient {
       status,
       requestId,
       flyStatus,
+      retryAfter,
     });
   }
+}
+
+/** Whether a lost answer (see `sendAction`) caused this failure: the request may or may not have been handled. */
+export function isNoResponse(error: unknown): boolean {
+  return error instanceof FlyApiError && error.cause instanceof NoResponseError;
+}
+
+/**
+ * Whether a failed request is worth sending again: a missing response, 429,
+ * or a status in `retryStatuses`; after Fly's Retry-After when it gave one.
+ */
+export function retryVerdict(error: unknown, retryStatuses?: ReadonlySet<number>): RetryVerdict {
+  if (!(error instanceof FlyApiError)) return false;
+  if (isNoResponse(error)) return true;
+  if (error.status === undefined || !(error.status === 429 || retryStatuses?.has(error.status))) return false;
+  return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
 }
 
 /** Fly accepts `Bearer <token>`; tokens made by `fly tokens create` already start with their scheme ("FlyV1 ..."). */

@@ -4,8 +4,9 @@
  * watch that tells a booting runner's pool when its machine is gone.
  */
 import type { ProvisionRequest } from "../backend.js";
-import { backoffDelay, sleep } from "../../retry.js";
-import { FlyApiError, NoResponseError, type FlyApiClient, type FlyResponse } from "./api.js";
+import { ERROR_CODES } from "../../errors.js";
+import { retry, sleep, type RetryVerdict } from "../../retry.js";
+import { FlyApiError, isNoResponse, retryVerdict, type FlyApiClient, type FlyResponse } from "./api.js";
 import { METADATA } from "./options.js";
 import { TokenBucket } from "./token-bucket.js";
 
@@ -64,50 +65,49 @@ export async function createMachine(
   const action = `create a machine for runner ${request.runnerId}`;
   // True once an attempt may have created a machine we never heard about.
   let uncertain = false;
-  try {
-    for (let attempt = 1; ; attempt += 1) {
-      if (request.signal.aborted) throw request.signal.reason;
-      if (uncertain) {
-        const found = await findRunnerMachines(api, request.runnerId, request.signal);
-        if (found[0]) {
-          request.log.info({ machineId: found[0].id }, `found machine ${found[0].id} made by a create whose answer was lost; using it`);
-          return found[0];
-        }
+  const attempt = async (): Promise<FlyMachine> => {
+    if (uncertain) {
+      const found = await findRunnerMachines(api, request.runnerId, request.signal);
+      if (found[0]) {
+        request.log.info({ machineId: found[0].id }, `found machine ${found[0].id} made by a create whose answer was lost; using it`);
+        return found[0];
       }
-      await paceCreate(api, bucket, request);
-      let response: FlyResponse;
-      try {
-        const remaining = request.deadline - Date.now();
-        response = await api.send("POST", api.appPath("/machines"), {
-          body,
-          timeout: Math.min(api.settings.requestTimeout, Math.max(1_000, remaining)),
-        });
-      } catch (error) {
-        if (!(error instanceof NoResponseError)) throw error;
-        uncertain = true;
-        const failure = new FlyApiError(`could not ${action}: no response from the Fly Machines API at ${api.settings.baseUrl}: ${error.message}`, {
-          retryable: true,
-          cause: error,
-        });
-        request.log.warn({}, `${failure.message}; will look the machine up before trying again`);
-        await waitBeforeRetry(backoffDelay(attempt), request, failure, attempt);
-        continue;
-      }
-      if (response.status >= 200 && response.status < 300) {
-        const machine = asMachine(response.body);
-        if (!machine) throw new FlyApiError(`could not ${action}: the Fly Machines API answered ${response.status} without a machine id (fly-request-id ${response.requestId ?? "none"})`, { retryable: true });
-        if (uncertain) void destroyDuplicates(api, request, machine.id);
-        return machine;
-      }
-      const failure = api.errorFor(response, action);
-      // A server error may come from a proxy after Fly made the machine: clean up if we give up.
-      if (response.status >= 500) uncertain = true;
-      if (!(response.status === 429 || CREATE_RETRY_STATUSES.has(response.status))) throw failure;
-      // A conflict may be our own earlier attempt's machine.
-      if (response.status === 409) uncertain = true;
-      request.log.debug({ status: response.status, requestId: response.requestId }, `${failure.message}; retrying`);
-      await waitBeforeRetry(response.retryAfter ?? backoffDelay(attempt), request, failure, attempt);
     }
+    await paceCreate(api, bucket, request);
+    let response: FlyResponse;
+    try {
+      const remaining = request.deadline - Date.now();
+      response = await api.sendAction(action, "POST", api.appPath("/machines"), {
+        body,
+        timeout: Math.min(api.settings.requestTimeout, Math.max(1_000, remaining)),
+      });
+    } catch (error) {
+      if (isNoResponse(error)) uncertain = true;
+      throw error;
+    }
+    if (response.status >= 200 && response.status < 300) {
+      const machine = asMachine(response.body);
+      if (!machine) throw new FlyApiError(`could not ${action}: the Fly Machines API answered ${response.status} without a machine id (fly-request-id ${response.requestId ?? "none"})`, { retryable: true });
+      if (uncertain) void destroyDuplicates(api, request, machine.id);
+      return machine;
+    }
+    // A server error may come from a proxy after Fly made the machine, and a conflict may be our own
+    // earlier attempt's machine: look it up before creating again, clean up if we give up.
+    if (response.status >= 500 || response.status === 409) uncertain = true;
+    throw api.errorFor(response, action);
+  };
+  try {
+    return await retry(attempt, {
+      deadline: request.deadline,
+      signal: request.signal,
+      shouldRetry: (error) => retryVerdict(error, CREATE_RETRY_STATUSES),
+      onRetry: (error) => {
+        const failure = error as FlyApiError;
+        if (isNoResponse(failure)) request.log.warn({}, `${failure.message}; will look the machine up before trying again`);
+        else request.log.debug({ status: failure.status, requestId: failure.requestId }, `${failure.message}; retrying`);
+      },
+      errorAtDeadline: (error, attempts) => gaveUpAtDeadline(error as FlyApiError, attempts),
+    });
   } catch (error) {
     // Giving up while a machine might exist: find it and destroy it, so none is leaked.
     if (uncertain) void destroyDuplicates(api, request, undefined);
@@ -121,7 +121,7 @@ async function paceCreate(api: FlyApiClient, bucket: TokenBucket, request: Provi
   if (Date.now() + delay >= request.deadline) {
     throw new FlyApiError(
       `could not create a machine for runner ${request.runnerId} before its boot deadline: creates in app "${api.settings.app}" are paced to Fly's limit (1 per second, bursts of 3) and the next turn is in ${delay} ms`,
-      { retryable: true, code: "FLAME_FLY_PACED" },
+      { retryable: true, code: ERROR_CODES.FLAME_FLY_THROTTLED },
     );
   }
   const wait = bucket.reserve();
@@ -134,18 +134,17 @@ async function paceCreate(api: FlyApiClient, bucket: TokenBucket, request: Provi
   }
 }
 
-async function waitBeforeRetry(delay: number, request: ProvisionRequest, failure: FlyApiError, attempt: number): Promise<void> {
-  if (Date.now() + delay >= request.deadline) {
-    throw new FlyApiError(`${failure.message} (gave up after ${attempt} attempt${attempt === 1 ? "" : "s"}: the boot deadline is near)`, {
-      retryable: failure.retryable,
-      code: failure.code,
-      cause: failure.cause,
-      status: failure.status,
-      requestId: failure.requestId,
-      flyStatus: failure.flyStatus,
-    });
-  }
-  await sleep(delay, request.signal);
+/** The last failure of a create, saying that the boot deadline, not the failure itself, ended the retries. */
+function gaveUpAtDeadline(failure: FlyApiError, attempts: number): FlyApiError {
+  return new FlyApiError(`${failure.message} (gave up after ${attempts} attempt${attempts === 1 ? "" : "s"}: the boot deadline is near)`, {
+    retryable: failure.retryable,
+    code: failure.code,
+    cause: failure.cause,
+    status: failure.status,
+    requestId: failure.requestId,
+    flyStatus: failure.flyStatus,
+    retryAfter: failure.retryAfter,
+  });
 }
 
 /** Live machines carrying this runner id in their metadata. */
@@ -197,31 +196,36 @@ export async function watchForExit(api: FlyApiClient, machine: FlyMachine, reque
   const machineId = machine.id;
   const signal = AbortSignal.any([stop, request.signal]);
   const path = api.appPath(`/machines/${encodeURIComponent(machineId)}`);
-  for (let attempt = 1; !signal.aborted && Date.now() < request.deadline; attempt += 1) {
-    // Fly's wait takes whole seconds, at most 60.
-    const seconds = Math.min(60, Math.max(1, Math.ceil((request.deadline - Date.now()) / 1_000)));
-    let response: FlyResponse;
-    try {
-      response = await api.send("GET", `${path}/wait`, {
-        query: { state: "destroyed", timeout: seconds, version: machine.instance_id },
-        timeout: seconds * 1_000 + 5_000,
-        signal,
-      });
-    } catch {
-      if (signal.aborted) break;
-      await sleep(backoffDelay(attempt), signal).catch(() => undefined);
-      continue;
-    }
-    if (response.status === 200 || response.status === 404) return describeExit(api, machineId, path);
-    if (response.status === 408) continue;
-    if (response.status === 429 || response.status >= 500) {
-      await sleep(response.retryAfter ?? backoffDelay(attempt), signal).catch(() => undefined);
-      continue;
-    }
-    request.log.debug({ machineId, status: response.status }, "stopped watching the machine for an early exit");
-    break;
+  const action = `wait for machine ${machineId} to be destroyed`;
+  const never = new Promise<string>(() => undefined);
+  if (Date.now() >= request.deadline) return never;
+  try {
+    await retry(
+      async () => {
+        // Fly's wait takes whole seconds, at most 60.
+        const seconds = Math.min(60, Math.max(1, Math.ceil((request.deadline - Date.now()) / 1_000)));
+        const response = await api.sendAction(action, "GET", `${path}/wait`, {
+          query: { state: "destroyed", timeout: seconds, version: machine.instance_id },
+          timeout: seconds * 1_000 + 5_000,
+          signal,
+        });
+        if (response.status !== 200 && response.status !== 404) throw api.errorFor(response, action);
+      },
+      { deadline: request.deadline, signal, shouldRetry: watchVerdict },
+    );
+  } catch (error) {
+    if (!signal.aborted) request.log.debug({ machineId, err: error }, `stopped watching the machine for an early exit: ${(error as Error).message}`);
+    return never;
   }
-  return new Promise<string>(() => undefined);
+  return describeExit(api, machineId, path);
+}
+
+/** While watching: Fly's wait timing out (408) is asked again at once; a lost answer, throttling and server errors after a wait. */
+function watchVerdict(error: unknown): RetryVerdict {
+  if (!(error instanceof FlyApiError)) return false;
+  if (error.status === 408) return { after: 0 };
+  if (error.status !== undefined && error.status >= 500) return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
+  return retryVerdict(error);
 }
 
 async function describeExit(api: FlyApiClient, machineId: string, path: string): Promise<string> {

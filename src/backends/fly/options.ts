@@ -2,11 +2,12 @@
  * FlyBackend's options: declared, documented, defaulted and validated here,
  * and turned into the Machines API's create request. Durations are in ms.
  */
-import { agentEntry } from "../../package-paths.js";
 import { InvalidOptionError } from "../../errors.js";
 import * as v from "valibot";
 import { milliseconds, parseOptions, positiveInteger } from "../../validation.js";
 import type { ProvisionRequest } from "../backend.js";
+import { controlPlaneSchema, type ControlPlaneOptions } from "../control-plane-options.js";
+import { runnerCommand, runnerEnvironment } from "../runner-launch.js";
 
 /** Signals Fly can send a machine to stop it. */
 export type FlyStopSignal = "SIGHUP" | "SIGINT" | "SIGQUIT" | "SIGKILL" | "SIGUSR1" | "SIGUSR2" | "SIGTERM";
@@ -35,16 +36,6 @@ export interface FlyInitOptions {
   exec?: string[];
 }
 
-/** Where the parent listens for its runners and what they dial. */
-export interface FlyControlPlaneOptions {
-  /** Interface the parent listens on for its runners. Default "::" (every interface, including Fly's private IPv6 network). */
-  host?: string;
-  /** Port the parent listens on. Default 0: any free port (runners are told which in FLAME_PARENT). */
-  port?: number;
-  /** Host runners dial. Default: env FLY_PRIVATE_IP, the parent machine's address on Fly's private network. */
-  advertisedHost?: string;
-}
-
 /** Options of FlyBackend. Every one has a default; see docs/fly.md. */
 export interface FlyBackendOptions {
   /** Machines API token. Default: env FLY_API_TOKEN. Never given to runners. */
@@ -71,8 +62,13 @@ export interface FlyBackendOptions {
   stopConfig?: { signal?: FlyStopSignal; timeout?: number };
   /** Ask Fly not to inject the app's secrets into runners (`skip_secrets`). Default false. */
   skipSecrets?: boolean;
-  /** Where the parent listens and what runners dial. */
-  controlPlane?: FlyControlPlaneOptions;
+  /**
+   * Where the parent listens and what runners dial. Defaults: `host` "::"
+   * (every interface, including Fly's private IPv6 network), `port` 0 (any
+   * free port), `advertisedHost` env FLY_PRIVATE_IP (the parent machine's
+   * address on Fly's private network).
+   */
+  controlPlane?: ControlPlaneOptions;
   /** Longest one API request may take, and the retry budget of a destroy or list, in ms. Default 30 000. Creates are bounded by the pool's bootTimeout. */
   requestTimeout?: number;
 }
@@ -110,14 +106,7 @@ const schema = v.strictObject({
   services: v.optional(v.array(v.record(v.string(), v.unknown())), []),
   stopConfig: v.optional(v.strictObject({ signal: v.optional(v.picklist(signals)), timeout: v.optional(milliseconds()) })),
   skipSecrets: v.optional(v.boolean(), false),
-  controlPlane: v.optional(
-    v.strictObject({
-      host: v.optional(nonEmpty, "::"),
-      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), 0),
-      advertisedHost: v.optional(nonEmpty),
-    }),
-    {},
-  ),
+  controlPlane: controlPlaneSchema({ host: "::", port: 0 }),
   requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
 });
 
@@ -171,27 +160,6 @@ export function machineName(runnerId: string): string {
   return `flame-${runnerId}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 63).replace(/-+$/, "");
 }
 
-/**
- * The runner's environment: FLAME_PARENT (and whatever else the pool put in
- * the request), FLAME_ENTRY, the build id the parent's app version uses, and
- * the user's `env`. Nothing else of the parent's environment, and never the
- * API token.
- */
-export function runnerEnvironment(options: ResolvedFlyOptions, request: ProvisionRequest, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const runnerEnv: Record<string, string> = { ...options.env };
-  if (request.entry) runnerEnv.FLAME_ENTRY = request.entry;
-  // Parent and runner must agree on the app version; the parent's FLY_IMAGE_REF reaches runners through their image.
-  if (env.FLAME_BUILD_ID) runnerEnv.FLAME_BUILD_ID = env.FLAME_BUILD_ID;
-  Object.assign(runnerEnv, request.env);
-  return runnerEnv;
-}
-
-/** The default command: the parent's node, flags and agent path, which exist on a machine booted from the parent's image. */
-export function defaultCommand(request: ProvisionRequest): string[] {
-  const entry = request.entry ?? process.argv[1];
-  return [process.execPath, ...process.execArgv, agentEntry(), ...(entry ? [entry] : [])];
-}
-
 /** Body of `POST /v1/apps/{app}/machines` for one runner. */
 export function createMachineRequest(options: ResolvedFlyOptions & { image: string }, request: ProvisionRequest): Record<string, unknown> {
   const { guest, init, stopConfig } = options;
@@ -206,9 +174,12 @@ export function createMachineRequest(options: ResolvedFlyOptions & { image: stri
       ...(guest.gpuKind !== undefined ? { gpu_kind: guest.gpuKind } : {}),
       ...(guest.gpus !== undefined ? { gpus: guest.gpus } : {}),
     },
-    env: runnerEnvironment(options, request),
+    // FLAME_PARENT, FLAME_ENTRY, FLAME_BUILD_ID and the user's env: never the API token. The parent's
+    // FLY_IMAGE_REF, the other half of its app version, reaches runners through their image.
+    env: runnerEnvironment(request, options.env),
     init: {
-      ...(init.exec ? { exec: init.exec } : { cmd: init.cmd ?? defaultCommand(request) }),
+      // By default the parent's node, flags and agent path, which exist on a machine booted from the parent's image.
+      ...(init.exec ? { exec: init.exec } : { cmd: init.cmd ?? runnerCommand(request.entry) }),
       ...(init.entrypoint ? { entrypoint: init.entrypoint } : {}),
     },
     metadata: {

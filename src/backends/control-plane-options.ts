@@ -1,0 +1,36 @@
+/**
+ * The `controlPlane` option every remote backend takes: where the parent
+ * listens for its runners and the host they dial. One shape and one schema,
+ * so that each backend differs only in its defaults (Fly: every interface, a
+ * free port, FLY_PRIVATE_IP; EC2: 0.0.0.0, port 3526, the instance's private
+ * IP) and a new backend reuses the same words.
+ */
+import * as v from "valibot";
+
+/** Where the parent listens for its runners and what they dial. Each backend documents its defaults. */
+export interface ControlPlaneOptions {
+  /** Interface the parent's control plane binds, e.g. "::" or "0.0.0.0". */
+  host?: string;
+  /** Port the parent's control plane binds; 0 picks a free one (runners are told which in FLAME_PARENT). */
+  port?: number;
+  /** Host name or IP address runners dial to reach the parent. */
+  advertisedHost?: string;
+}
+
+/** A host that can stand in a ws:// URL: letters, digits, dots, dashes, underscores, colons and brackets (IPv6). */
+const hostName = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9._:\-[\]]+$/, "Expected a host name or IP address"),
+);
+
+/** The schema of `controlPlane`, with a backend's defaults for `host` and `port` (`advertisedHost` is found at run time). */
+export function controlPlaneSchema(defaults: { host: string; port: number }) {
+  return v.optional(
+    v.strictObject({
+      host: v.optional(hostName, defaults.host),
+      port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), defaults.port),
+      advertisedHost: v.optional(hostName),
+    }),
+    {},
+  );
+}
