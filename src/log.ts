@@ -9,6 +9,7 @@ export interface Logger {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
+/** The built-in logger's levels; `silent` logs nothing. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };

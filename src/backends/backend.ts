@@ -13,6 +13,7 @@ import type { Logger } from "../log.js";
 
 export type { ControlPlaneAddress };
 
+/** What a pool asks of a backend to start one runner. */
 export interface ProvisionRequest {
   /** Unique id of the runner, chosen by the pool. Use it as an idempotency key. */
   runnerId: string;
@@ -60,6 +61,7 @@ export interface ListedRunner {
   state: string;
 }
 
+/** Where runners run: a provider implements these few methods (see the file's header). */
 export interface Backend {
   /** Short name for logs and errors, e.g. "process", "fly". */
   readonly name: string;

@@ -31,6 +31,7 @@ const RETRY_DELAY_CAP = 20_000;
 /** States of instances that still exist (and cost): what `list` returns. */
 const LISTED_STATES = ["pending", "running", "stopping", "stopped"];
 
+/** Runners as EC2 instances that run the runner image and power off when the runner exits (docs/ec2.md). */
 export class Ec2Backend implements Backend {
   readonly name = "ec2";
   /**

@@ -13,6 +13,7 @@ interface LocalRunner {
   parentId: string;
 }
 
+/** Runners inside the parent's own process, through the real protocol: for fast tests of app code. */
 export class LocalBackend implements Backend {
   readonly name = "local";
   private readonly runners = new Map<string, LocalRunner>();

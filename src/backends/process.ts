@@ -13,6 +13,7 @@ import { OUTPUT_CAPTURED_ENV } from "../protocol/runner-env.js";
 import { RunnerOutput } from "./process-output.js";
 import { runnerCommand, runnerEnvironment } from "./runner-launch.js";
 
+/** Options of `new ProcessBackend(options)`. */
 export interface ProcessBackendOptions {
   /** Module runners import. Default: the pool's `entry` (by default the module that constructed the pool). */
   entry?: string;
@@ -42,6 +43,7 @@ interface LiveChild {
   exited: Promise<string>;
 }
 
+/** Runners as child processes of the parent, each in its own process group: the default backend. */
 export class ProcessBackend implements Backend {
   readonly name = "process";
   private readonly options: v.InferOutput<typeof schema>;

@@ -9,6 +9,7 @@ import * as v from "valibot";
 import { resolveEntry } from "./entry.js";
 import { MAX_TIMER_DELAY, milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
+/** What `onGrowStart` and `onGrowEnd` are told about a runner that boots. */
 export interface GrowInfo {
   name: string;
   /** Runners (booting and booted) after this one started booting. */
@@ -16,8 +17,10 @@ export interface GrowInfo {
   runnerId: string;
 }
 
+/** How a boot ended, for `onGrowEnd`. */
 export type GrowResult = { ok: true } | { ok: false; error: Error };
 
+/** What `onShrink` is told about a runner that left the pool. */
 export interface ShrinkInfo {
   name: string;
   /** Runners left in the pool after this one (booting, ready, draining or stopping). */
@@ -27,6 +30,7 @@ export interface ShrinkInfo {
   reason: ShrinkReason;
 }
 
+/** Why a runner left the pool (`onShrink`). */
 export type ShrinkReason = "idle" | "single-use" | "resize" | "stuck" | "exited" | "stopped" | "version-mismatch";
 
 /** `check` runs on the runner (it is found there through the same pool definition); false keeps the runner up. */
@@ -36,6 +40,7 @@ export interface IdleShutdownPolicy {
   check: () => boolean | Promise<boolean>;
 }
 
+/** The options of `new Pool(options)`, validated once; durations in ms. */
 export interface PoolOptions {
   /** Unique name in the process; the runner finds its pool (and functions) by it. */
   name: string;
@@ -195,6 +200,7 @@ function isLogger(value: unknown): value is Logger {
     ["debug", "info", "warn", "error"].every((level) => typeof logger[level as keyof Logger] === "function");
 }
 
+/** Per-call options of `pool.call`, `pool.cast`. */
 export interface CallOptions {
   /** Execution timeout in ms for this call; overrides the pool's `timeout`. */
   timeout?: number;
@@ -212,6 +218,7 @@ export function resolveCallOptions(input: CallOptions | undefined): CallOptions 
   return parseOptions("call", callSchema, input);
 }
 
+/** New limits for `pool.resize`; an omitted one keeps its value. */
 export interface ResizeOptions {
   min?: number;
   max?: number;

@@ -27,6 +27,7 @@ import type { Runner } from "./runner.js";
 import { Scheduler } from "./scheduler.js";
 import { startChild, type PlacedChild } from "./child.js";
 
+/** What `pool.stats()` returns: a snapshot of the pool's runners and calls. */
 export interface PoolStats {
   /**
    * Runners by state. They add up: `total` = `booting` + `ready` + `draining` +
@@ -45,6 +46,11 @@ export interface PoolStats {
 
 const DEFAULT_BOOT_TIMEOUT = 30_000;
 
+/**
+ * A pool of runners for the functions it defines: `define` them, then call
+ * them (directly, or with `call`, `cast`, `placeChild`); runners boot on
+ * demand between `min` and `max` and shut down when idle. See PoolOptions.
+ */
 export class Pool implements AsyncDisposable {
   readonly name: string;
   private readonly options: Readonly<ResolvedPoolOptions>;

@@ -38,6 +38,7 @@ export interface Ec2LaunchTemplate {
   version?: string;
 }
 
+/** Spot capacity for runner instances (one-time requests; on-demand when spot has none, unless told otherwise). */
 export interface Ec2SpotOptions {
   /** Highest hourly price in USD, e.g. "0.05". Default: the on-demand price (AWS's default). */
   maxPrice?: string;
@@ -45,6 +46,7 @@ export interface Ec2SpotOptions {
   fallbackToOnDemand?: boolean;
 }
 
+/** Options of `new Ec2Backend(options)` (all in docs/ec2.md). */
 export interface Ec2BackendOptions {
   /** AWS region. Default: the AWS SDK's resolution (AWS_REGION, the profile, ...). */
   region?: string;
