@@ -6,6 +6,7 @@
  * IP) and a new backend reuses the same words.
  */
 import * as v from "valibot";
+import type { ControlPlaneTls } from "../control-plane/address.js";
 
 /** Where the parent listens for its runners and what they dial. Each backend documents its defaults. */
 export interface ControlPlaneOptions {
@@ -15,7 +16,17 @@ export interface ControlPlaneOptions {
   port?: number;
   /** Host name or IP address runners dial to reach the parent. */
   advertisedHost?: string;
+  /**
+   * TLS between runners and the parent. Default `true`: the parent makes a
+   * fresh key and certificate when it starts listening and runners pin it, so
+   * nobody on the network can read the traffic, or receive a runner's token by
+   * posing as the parent. `false` for clear ws:// (a network you trust), or
+   * `{ certificate, key, ca? }` (PEM) to use your own PKI.
+   */
+  tls?: ControlPlaneTls;
 }
+
+const pem = v.pipe(v.string(), v.includes("-----BEGIN ", "Expected PEM text"));
 
 /** A host that can stand in a ws:// URL: letters, digits, dots, dashes, underscores, colons and brackets (IPv6). */
 const hostName = v.pipe(
@@ -30,6 +41,7 @@ export function controlPlaneSchema(defaults: { host: string; port: number }) {
       host: v.optional(hostName, defaults.host),
       port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), defaults.port),
       advertisedHost: v.optional(hostName),
+      tls: v.optional(v.union([v.boolean(), v.strictObject({ certificate: pem, key: pem, ca: v.optional(pem) })]), true),
     }),
     {},
   );

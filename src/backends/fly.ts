@@ -42,14 +42,14 @@ export class FlyBackend implements Backend {
 
   /** The parent listens on `::` and runners dial `ws://[FLY_PRIVATE_IP]:<port>`, unless configured otherwise. */
   controlPlane(): ControlPlaneAddress {
-    const { host, port, advertisedHost } = this.options.controlPlane;
+    const { host, port, advertisedHost, tls } = this.options.controlPlane;
     if (!advertisedHost) {
       throw new BackendError(
         'FlyBackend cannot tell runners where to reach this parent: FLY_PRIVATE_IP is not set (is the parent running on Fly?) and the "controlPlane.advertisedHost" option is not given',
         { retryable: false, code: ERROR_CODES.FLAME_FLY_INVALID_CONFIGURATION },
       );
     }
-    return advertisedAddress({ host, port }, advertisedHost);
+    return advertisedAddress({ host, port, tls }, advertisedHost);
   }
 
   /**

@@ -9,6 +9,7 @@ import { BackendError } from "../errors.js";
 import * as v from "valibot";
 import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
+import { loopbackAddress, type ControlPlaneAddress, type ControlPlaneTls } from "../control-plane/address.js";
 import { OUTPUT_CAPTURED_ENV } from "../protocol/runner-env.js";
 import { RunnerOutput } from "./process-output.js";
 import { runnerCommand, runnerEnvironment } from "./runner-launch.js";
@@ -25,6 +26,13 @@ export interface ProcessBackendOptions {
   env?: Record<string, string>;
   /** Milliseconds between SIGTERM and SIGKILL when terminating. Default 2 000. */
   killTimeout?: number;
+  /**
+   * TLS on the parent's loopback listener, as remote backends have by default.
+   * Default false: runners are on this machine and dial 127.0.0.1, where no one
+   * on the network is between them and the parent, and clear is cheaper to start.
+   * `true` (or your own `{ certificate, key, ca? }`) for a machine you share.
+   */
+  tls?: ControlPlaneTls;
 }
 
 const schema = v.strictObject({
@@ -33,6 +41,10 @@ const schema = v.strictObject({
   execArgv: v.optional(v.array(v.string())),
   env: v.optional(v.record(v.string(), v.string())),
   killTimeout: v.optional(milliseconds(), 2_000),
+  tls: v.optional(
+    v.union([v.boolean(), v.strictObject({ certificate: v.string(), key: v.string(), ca: v.optional(v.string()) })]),
+    false,
+  ),
 });
 
 
@@ -51,6 +63,11 @@ export class ProcessBackend implements Backend {
 
   constructor(options: ProcessBackendOptions = {}) {
     this.options = parseOptions("ProcessBackend", schema, options);
+  }
+
+  /** Loopback, in clear unless the `tls` option says otherwise. */
+  controlPlane(): ControlPlaneAddress {
+    return loopbackAddress(this.options.tls);
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {

@@ -7,7 +7,8 @@
  * can crash the parent or exhaust its file descriptors.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
@@ -16,12 +17,25 @@ import { resolveLogger, type Logger } from "../log.js";
 import { AUTHORIZATION_HEADER, DEFAULT_MAX_PAYLOAD, RUNNER_ID_HEADER } from "../protocol/messages.js";
 import { Admission, DEFAULT_ADMISSION_LIMITS, peerAddress, type AdmissionLimits } from "./admission.js";
 import { RefusalLog } from "./refusal-log.js";
+import { fingerprintOf, generateTlsIdentity } from "./certificate.js";
+import { loopbackAddress, type ControlPlaneTls } from "./address.js";
+import type { RunnerTrust } from "../protocol/runner-env.js";
 
-export const LOOPBACK: ControlPlaneAddress = {
-  host: "127.0.0.1",
-  port: 0,
-  advertisedUrl: (port) => `ws://127.0.0.1:${port}`,
-};
+/** Longest TLS handshake a connection gets before it is dropped, in ms. */
+const TLS_HANDSHAKE_TIMEOUT = 5_000;
+
+/** What the listener serves, and what its runners are told to trust. */
+async function tlsIdentityFor(tls: Exclude<ControlPlaneTls, false>): Promise<{ key: string; certificate: string; trust: RunnerTrust }> {
+  if (tls === true) {
+    const generated = await generateTlsIdentity();
+    return { key: generated.keyPem, certificate: generated.certificatePem, trust: { ca: generated.certificatePem, fingerprint256: fingerprintOf(generated.certificatePem) } };
+  }
+  // Your own PKI: with a CA, runners verify the chain and the host they dial; without, they pin the certificate.
+  const trust: RunnerTrust = tls.ca ? { ca: tls.ca } : { ca: tls.certificate, fingerprint256: fingerprintOf(tls.certificate) };
+  return { key: tls.key, certificate: tls.certificate, trust };
+}
+
+export const LOOPBACK: ControlPlaneAddress = loopbackAddress();
 
 const UNAUTHORIZED = "HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 const BAD_REQUEST = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
@@ -44,10 +58,19 @@ export class ControlPlane {
     readonly address: ControlPlaneAddress,
     private readonly log: Logger,
     limits: AdmissionLimits,
+    /** What runners are given to trust this listener; undefined in clear. */
+    readonly runnerTrust: RunnerTrust | undefined,
   ) {
     this.refusals = new RefusalLog(log);
     this.admission = new Admission(limits, (reason, peer) => this.refusals.refused(reason, peer));
-    server.on("connection", (socket: Socket) => this.admission.admit(socket));
+    if (runnerTrust) {
+      // Under TLS the upgrade arrives on the TLS socket: that is the one admission tracks
+      // (a TLS handshake is bounded by the server's own handshakeTimeout).
+      server.on("secureConnection", (socket: Socket) => this.admission.admit(socket));
+      server.on("tlsClientError", (_error: Error, socket: Duplex) => socket.destroy());
+    } else {
+      server.on("connection", (socket: Socket) => this.admission.admit(socket));
+    }
     server.on("upgrade", (request, socket, head) => this.upgrade(request, socket, head));
     server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => this.clientError(error, socket as Socket));
     server.on("request", (request: IncomingMessage) => this.refusals.refused("not-websocket", peerAddress(request.socket)));
@@ -60,7 +83,7 @@ export class ControlPlane {
    * The first acquirer's `log` and `limits` are the listener's; later ones share it as is.
    */
   static async acquire(address: ControlPlaneAddress = LOOPBACK, log?: Logger, limits: Partial<AdmissionLimits> = {}): Promise<ControlPlane> {
-    const key = `${address.host}|${address.port}`;
+    const key = `${address.host}|${address.port}|${address.tls ? "tls" : "clear"}`;
     let starting = listeners.get(key);
     if (!starting) {
       starting = ControlPlane.listen(key, address, log ?? resolveLogger(undefined), { ...DEFAULT_ADMISSION_LIMITS, ...limits });
@@ -72,12 +95,21 @@ export class ControlPlane {
     return plane;
   }
 
-  private static listen(key: string, address: ControlPlaneAddress, log: Logger, limits: AdmissionLimits): Promise<ControlPlane> {
-    const server = createServer((_request, response) => {
+  private static async listen(key: string, address: ControlPlaneAddress, log: Logger, limits: AdmissionLimits): Promise<ControlPlane> {
+    const refuseHttp = (_request: IncomingMessage, response: ServerResponse) => {
       response.writeHead(426, { "content-type": "text/plain", connection: "close" }).end("flame-ts control plane: WebSocket only\n");
-    });
+    };
+    let server: Server;
+    let runnerTrust: RunnerTrust | undefined;
+    if (address.tls) {
+      const identity = await tlsIdentityFor(address.tls);
+      runnerTrust = identity.trust;
+      server = createHttpsServer({ key: identity.key, cert: identity.certificate, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT }, refuseHttp);
+    } else {
+      server = createServer(refuseHttp);
+    }
     // Every handler is in place before the first connection can arrive.
-    const plane = new ControlPlane(key, server, address, log, limits);
+    const plane = new ControlPlane(key, server, address, log, limits, runnerTrust);
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       server.listen({ host: address.host, port: address.port }, () => {
@@ -92,7 +124,9 @@ export class ControlPlane {
 
   /** The URL runners of this listener dial. */
   get url(): string {
-    return this.address.advertisedUrl((this.server.address() as AddressInfo).port);
+    const url = this.address.advertisedUrl((this.server.address() as AddressInfo).port);
+    // A backend's own address may still say ws://: under TLS, runners must never dial in clear.
+    return this.runnerTrust ? url.replace(/^ws:/, "wss:") : url;
   }
 
   /** Drops a reference; the last one closes the listener so the process can exit. */

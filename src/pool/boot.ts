@@ -84,6 +84,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
           token,
           connectTimeout: context.runnerConnectTimeout,
           heartbeatInterval: context.heartbeatInterval,
+          ...(context.controlPlane.runnerTrust ? { tls: context.controlPlane.runnerTrust } : {}),
         }),
       },
     });

@@ -8,6 +8,17 @@ export const RUNNER_ENV_VAR = "FLAME_PARENT";
 /** Set by a backend that reads the runner's stdout and stderr itself: the agent then forwards none of it. */
 export const OUTPUT_CAPTURED_ENV = "FLAME_OUTPUT_CAPTURED";
 
+/**
+ * How a runner trusts its parent over TLS: `ca` is the only trust anchor it
+ * uses (PEM), and with `fingerprint256` the parent's certificate must be
+ * exactly that one (SHA-256, as Node reports it): checked before the upgrade
+ * request, which carries the token, leaves.
+ */
+export interface RunnerTrust {
+  ca: string;
+  fingerprint256?: string;
+}
+
 export interface RunnerBootInfo {
   /** WebSocket URL of the parent's control plane, e.g. ws://127.0.0.1:40123. */
   parentUrl: string;
@@ -19,6 +30,8 @@ export interface RunnerBootInfo {
   connectTimeout: number;
   /** Milliseconds between liveness pings; a parent silent for 3 intervals counts as gone. */
   heartbeatInterval: number;
+  /** Set when the parent listens with TLS (parentUrl is wss://). */
+  tls?: RunnerTrust;
 }
 
 export function encodeRunnerEnv(info: RunnerBootInfo): string {
@@ -37,7 +50,7 @@ export function decodeRunnerEnv(value: string): RunnerBootInfo {
       throw new Error(`${RUNNER_ENV_VAR} is missing "${key}"`);
     }
   }
-  return {
+  const boot: RunnerBootInfo = {
     parentUrl: parsed.parentUrl!,
     runnerId: parsed.runnerId!,
     pool: parsed.pool!,
@@ -45,4 +58,16 @@ export function decodeRunnerEnv(value: string): RunnerBootInfo {
     connectTimeout: typeof parsed.connectTimeout === "number" ? parsed.connectTimeout : 20_000,
     heartbeatInterval: typeof parsed.heartbeatInterval === "number" ? parsed.heartbeatInterval : 5_000,
   };
+  const tls = parsed.tls as Partial<RunnerTrust> | undefined;
+  if (tls !== undefined) {
+    if (typeof tls !== "object" || tls === null || typeof tls.ca !== "string" || (tls.fingerprint256 !== undefined && typeof tls.fingerprint256 !== "string")) {
+      throw new Error(`${RUNNER_ENV_VAR} has an invalid "tls"`);
+    }
+    boot.tls = tls.fingerprint256 === undefined ? { ca: tls.ca } : { ca: tls.ca, fingerprint256: tls.fingerprint256 };
+  }
+  // A parent that listens with TLS is never dialed in clear, nor without knowing whom to trust.
+  if (boot.parentUrl.startsWith("wss:") !== (boot.tls !== undefined)) {
+    throw new Error(`${RUNNER_ENV_VAR} is not valid: its URL and its "tls" disagree`);
+  }
+  return boot;
 }

@@ -23,7 +23,8 @@ import {
   type ResultMessage,
   type RunnerMessage,
 } from "../protocol/messages.js";
-import type { RunnerBootInfo } from "../protocol/runner-env.js";
+import type { RunnerBootInfo, RunnerTrust } from "../protocol/runner-env.js";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { RegisteredPool } from "../runtime.js";
 import { retry } from "../retry.js";
 
@@ -44,14 +45,47 @@ export interface AgentOptions {
 
 /** Why the agent stopped; run.ts turns it into an exit code. */
 export interface AgentEnd {
-  reason: "shutdown" | "parent-gone" | "refused" | "unauthorized" | "never-connected" | "protocol-error";
+  reason: "shutdown" | "parent-gone" | "refused" | "unauthorized" | "never-connected" | "protocol-error" | "untrusted-parent";
   detail: string;
+}
+
+/**
+ * TLS options that trust the parent's certificate and nothing else. The check
+ * runs inside the TLS handshake, before ws writes the upgrade request (which
+ * carries the token). Verification stays on (`rejectUnauthorized`): with it
+ * off Node would never call checkServerIdentity at all.
+ */
+function trustOnly(trust: RunnerTrust): { ca: string[]; rejectUnauthorized: true; checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } {
+  return {
+    ca: [trust.ca],
+    rejectUnauthorized: true,
+    checkServerIdentity: (host, cert) => {
+      if (trust.fingerprint256 === undefined) return checkServerIdentity(host, cert);
+      if (cert.fingerprint256 === trust.fingerprint256) return undefined;
+      return Object.assign(new Error(`its certificate ${cert.fingerprint256} is not the parent's ${trust.fingerprint256}`), { code: PIN_MISMATCH });
+    },
+  };
+}
+
+const PIN_MISMATCH = "FLAME_PARENT_CERTIFICATE_MISMATCH";
+
+/** Certificate failures (a pin mismatch, or a chain the given CA does not sign): retrying cannot help. */
+function isUntrusted(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code ?? "";
+  return code === PIN_MISMATCH || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME_INVALID/.test(code);
+}
+
+function untrustedDetail(url: string, error: Error): string {
+  return `the peer at ${url} is not this runner's parent (${error.message}): its token was not sent`;
 }
 
 /** Where the session with the parent is: only a welcomed session runs calls. */
 type SessionState = "dialing" | "connected" | "hello-sent" | "welcomed" | "ended";
 
 /** A refused upgrade: the status tells whether retrying can help. */
+/** The peer at the parent's address is not the parent this runner was given: nothing was sent to it. */
+class UntrustedParentError extends Error {}
+
 class UpgradeRefusedError extends Error {
   constructor(readonly statusCode: number) {
     super(`the parent answered the upgrade with HTTP ${statusCode}`);
@@ -89,13 +123,16 @@ export class Agent {
         // Small at first: a fresh machine's network usually comes up within milliseconds.
         baseDelay: 50,
         maxDelay: 1_000,
-        // A refused token stays refused; anything else (no route yet, connection refused) may clear up.
-        shouldRetry: (error) => !(error instanceof UpgradeRefusedError && error.statusCode === 401),
+        // A refused token stays refused, an impostor stays an impostor; anything else
+        // (no route yet, connection refused) may clear up.
+        shouldRetry: (error) => !(error instanceof UpgradeRefusedError && error.statusCode === 401) && !(error instanceof UntrustedParentError),
       });
     } catch (error) {
       if (this.lifetime.signal.aborted) throw new Error("the agent was closed while connecting");
       if (error instanceof UpgradeRefusedError && error.statusCode === 401) {
         this.end({ reason: "unauthorized", detail: "the parent refused this runner's token (HTTP 401)" });
+      } else if (error instanceof UntrustedParentError) {
+        this.end({ reason: "untrusted-parent", detail: error.message });
       } else {
         this.end({
           reason: "never-connected",
@@ -149,11 +186,12 @@ export class Agent {
         maxPayload: DEFAULT_MAX_PAYLOAD,
         perMessageDeflate: false,
         handshakeTimeout: Math.max(1_000, boot.connectTimeout),
+        ...(boot.tls ? trustOnly(boot.tls) : {}),
       });
       // Listening for errors for the socket's whole life: ws can emit one after a refused
       // upgrade or a protocol error, and an unheard 'error' would crash the runner.
       socket.on("error", (error) => {
-        reject(error);
+        reject(isUntrusted(error) ? new UntrustedParentError(untrustedDetail(boot.parentUrl, error)) : error);
         this.onSocketError(socket, error);
       });
       socket.once("open", () => resolve(socket));

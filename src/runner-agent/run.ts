@@ -22,7 +22,8 @@ import { forwardOutput } from "./output-forwarding.js";
  * The runner process's exit codes (documented in the README):
  * 0 shut down by the parent or the parent is gone; 1 the entry module failed to load;
  * 2 started without a valid FLAME_PARENT; 3 refused by the parent (version mismatch);
- * 4 the parent refused its token; 5 could not reach the parent in time; 6 the parent broke the protocol.
+ * 4 the parent refused its token; 5 could not reach the parent in time; 6 the parent broke the protocol;
+ * 7 the peer at the parent's address is not its parent (TLS certificate check failed; the token was not sent).
  */
 export const EXIT_CODES = {
   shutdown: 0,
@@ -33,6 +34,7 @@ export const EXIT_CODES = {
   unauthorized: 4,
   "never-connected": 5,
   "protocol-error": 6,
+  "untrusted-parent": 7,
 } as const;
 
 /** How long the close frame gets to leave before the process exits anyway. */

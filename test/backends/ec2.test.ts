@@ -49,8 +49,9 @@ describe("Ec2Backend options", () => {
   it("listens on every interface at a fixed port by default, for the security group to name", async () => {
     const address = await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "10.1.2.3" } }).controlPlane();
     expect(address).toMatchObject({ host: "0.0.0.0", port: 3526 });
-    expect(address.advertisedUrl(3526)).toBe("ws://10.1.2.3:3526");
-    expect((await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "fd00::5" } }).controlPlane()).advertisedUrl(80)).toBe("ws://[fd00::5]:80");
+    // Over TLS pinned to the parent by default: the VPC is not trusted with the runner's token.
+    expect(address.advertisedUrl(3526)).toBe("wss://10.1.2.3:3526");
+    expect((await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "fd00::5" } }).controlPlane()).advertisedUrl(80)).toBe("wss://[fd00::5]:80");
   });
 });
 
@@ -72,7 +73,9 @@ describe("Ec2Backend control plane options", () => {
   it("bind and advertise what they say", async () => {
     const address = await new Ec2Backend({ runnerImage: "x", controlPlane: { host: "10.0.0.2", port: 4000, advertisedHost: "runner-gateway.internal" } }).controlPlane();
     expect(address).toMatchObject({ host: "10.0.0.2", port: 4000 });
-    expect(address.advertisedUrl(4000)).toBe("ws://runner-gateway.internal:4000");
+    expect(address.advertisedUrl(4000)).toBe("wss://runner-gateway.internal:4000");
+    const clear = await new Ec2Backend({ runnerImage: "x", controlPlane: { advertisedHost: "10.0.0.9", tls: false } }).controlPlane();
+    expect(clear.advertisedUrl(4000)).toBe("ws://10.0.0.9:4000");
   });
 });
 
@@ -290,7 +293,8 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     const parentLine = script.split("\n").find((line) => line.startsWith("export FLAME_PARENT="))!;
     const boot = decodeRunnerEnv(parentLine.slice("export FLAME_PARENT=".length).replaceAll("'", ""));
     const port = Number(new URL(boot.parentUrl).port);
-    expect(boot).toMatchObject({ runnerId, pool: "ec2-launch", parentUrl: `ws://127.0.0.1:${port}` });
+    // TLS by default for a backend whose runners cross a network: the runner is given the certificate to pin.
+    expect(boot).toMatchObject({ runnerId, pool: "ec2-launch", parentUrl: `wss://127.0.0.1:${port}`, tls: { fingerprint256: expect.any(String) } });
     expect((await ec2Backend.controlPlane()).advertisedUrl(port)).toBe(boot.parentUrl);
     expect(script).toContain(`export FLAME_ENTRY='${fixtureEntry}'`);
     expect(script).toContain(`export FLAME_BUILD_ID='${BUILD_ID}'`);

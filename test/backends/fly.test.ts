@@ -527,20 +527,24 @@ describe("FlyBackend options", () => {
     expect(() => parseFlyEmulatorArgs(["--bogus"])).toThrow();
   });
 
-  it("listens on :: and has runners dial FLY_PRIVATE_IP by default", () => {
+  it("listens on :: and has runners dial FLY_PRIVATE_IP over pinned TLS by default", () => {
     const saved = process.env.FLY_PRIVATE_IP;
     process.env.FLY_PRIVATE_IP = "fdaa:0:1:a7b:1:2:3:4";
     try {
       const address = new FlyBackend().controlPlane();
       expect(address.host).toBe("::");
       expect(address.port).toBe(0);
-      expect(address.advertisedUrl(4000)).toBe("ws://[fdaa:0:1:a7b:1:2:3:4]:4000");
+      expect(address.advertisedUrl(4000)).toBe("wss://[fdaa:0:1:a7b:1:2:3:4]:4000");
+      expect(address.tls).toBe(true);
     } finally {
       if (saved === undefined) delete process.env.FLY_PRIVATE_IP;
       else process.env.FLY_PRIVATE_IP = saved;
     }
     const elsewhere = new FlyBackend({ controlPlane: { host: "0.0.0.0", port: 4369, advertisedHost: "parent.internal" } }).controlPlane();
-    expect([elsewhere.host, elsewhere.port, elsewhere.advertisedUrl(4369)]).toEqual(["0.0.0.0", 4369, "ws://parent.internal:4369"]);
+    expect([elsewhere.host, elsewhere.port, elsewhere.advertisedUrl(4369)]).toEqual(["0.0.0.0", 4369, "wss://parent.internal:4369"]);
+    // In clear only when asked (a network you trust).
+    const clear = new FlyBackend({ controlPlane: { advertisedHost: "parent.internal", tls: false } }).controlPlane();
+    expect(clear.advertisedUrl(4369)).toBe("ws://parent.internal:4369");
   });
 
   it("reports missing settings on use, not on construction, and never retries them", async () => {

@@ -97,7 +97,7 @@ describe("the flame-ts command", () => {
   it("doctor passes for a working Fly configuration and names what is wrong otherwise", async () => {
     const good = await flameTs(["doctor", "--backend", "fly"], flyEnv);
     expect(good.stdout).toMatch(/ok {3}credentials and permissions/);
-    expect(good.stdout).toMatch(/ok {3}runner URL: ws:\/\/\[?127\.0\.0\.1\]?:\d+\/? is an address of this machine/);
+    expect(good.stdout).toMatch(/ok {3}runner URL: wss:\/\/\[?127\.0\.0\.1\]?:\d+\/? is an address of this machine/);
     expect(good.stdout).toMatch(/ok {3}reachable/);
     expect(good.code).toBe(0);
 

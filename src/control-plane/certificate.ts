@@ -1,0 +1,74 @@
+/**
+ * The parent's own TLS identity for the control plane: a fresh key pair and a
+ * self-signed certificate made when a TLS listener starts. Runners are told
+ * the certificate (in FLAME_PARENT) and pin it, so no CA has to be operated
+ * and an impostor with a certificate of its own gets nothing.
+ *
+ * The certificate's structure is built with @peculiar/asn1-x509 (the X.509
+ * ASN.1 schemas, no global polyfills) and signed with Node's own crypto; both
+ * are loaded only when a TLS listener starts, so runners and plain-loopback
+ * parents never pay for them.
+ */
+import { generateKeyPairSync, randomBytes, sign, X509Certificate } from "node:crypto";
+
+/** What a TLS listener serves and what runners need to trust it. */
+export interface TlsIdentity {
+  certificatePem: string;
+  keyPem: string;
+}
+
+/** ecdsa-with-SHA256 (RFC 5758). */
+const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
+/** commonName. */
+const COMMON_NAME = "2.5.4.3";
+/** Long enough for any parent's lifetime between restarts; the key never leaves the process. */
+const VALIDITY_DAYS = 397;
+
+/** A fresh ECDSA P-256 key and a self-signed certificate for it. */
+export async function generateTlsIdentity(commonName = "flame-ts parent"): Promise<TlsIdentity> {
+  const [{ AsnConvert, OctetString }, x509] = await Promise.all([import("@peculiar/asn1-schema"), import("@peculiar/asn1-x509")]);
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const name = new x509.Name([
+    new x509.RelativeDistinguishedName([
+      new x509.AttributeTypeAndValue({ type: COMMON_NAME, value: new x509.AttributeValue({ utf8String: commonName }) }),
+    ]),
+  ]);
+  const signatureAlgorithm = new x509.AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
+  const now = Date.now();
+  const serial = randomBytes(16);
+  serial[0]! &= 0x7f; // a positive INTEGER
+  const tbsCertificate = new x509.TBSCertificate({
+    version: x509.Version.v3,
+    serialNumber: new Uint8Array(serial).buffer,
+    signature: signatureAlgorithm,
+    issuer: name,
+    subject: name,
+    // A minute back: a runner whose clock is slightly behind must not see a certificate from the future.
+    validity: new x509.Validity({ notBefore: new Date(now - 60_000), notAfter: new Date(now + VALIDITY_DAYS * 86_400_000) }),
+    subjectPublicKeyInfo: AsnConvert.parse(publicKey.export({ type: "spki", format: "der" }), x509.SubjectPublicKeyInfo),
+    extensions: new x509.Extensions([
+      // Its own trust anchor: runners give it as their only CA.
+      new x509.Extension({
+        extnID: x509.id_ce_basicConstraints,
+        critical: true,
+        extnValue: new OctetString(AsnConvert.serialize(new x509.BasicConstraints({ cA: true }))),
+      }),
+    ]),
+  });
+  const signature = sign("sha256", Buffer.from(AsnConvert.serialize(tbsCertificate)), privateKey);
+  const certificate = new x509.Certificate({ tbsCertificate, signatureAlgorithm, signatureValue: new Uint8Array(signature).buffer });
+  return {
+    certificatePem: toPem(Buffer.from(AsnConvert.serialize(certificate))),
+    keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+  };
+}
+
+/** The SHA-256 fingerprint of a PEM certificate, as Node's TLS reports a peer's (`AA:BB:...`). */
+export function fingerprintOf(certificatePem: string): string {
+  return new X509Certificate(certificatePem).fingerprint256;
+}
+
+function toPem(der: Buffer): string {
+  const lines = der.toString("base64").match(/.{1,64}/g) ?? [];
+  return `-----BEGIN CERTIFICATE-----\n${lines.join("\n")}\n-----END CERTIFICATE-----\n`;
+}
