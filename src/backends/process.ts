@@ -10,7 +10,17 @@ import * as v from "valibot";
 import { milliseconds, parseOptions } from "../validation.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 import { loopbackAddress, type ControlPlaneAddress, type ControlPlaneTls } from "../control-plane/address.js";
-import { OUTPUT_CAPTURED_ENV } from "../protocol/runner-env.js";
+import type { Writable } from "node:stream";
+import { OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+
+/** The runner's file descriptor its secret (FLAME_PARENT) arrives on. */
+const SECRET_FD = 3;
+
+/** The parent's environment without a runner secret of its own (a runner making nested calls has none left, but be sure). */
+function withoutRunnerSecret(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { [RUNNER_ENV_VAR]: _secret, [RUNNER_ENV_FD_VAR]: _fd, ...rest } = env;
+  return rest;
+}
 import { RunnerOutput } from "./process-output.js";
 import { runnerCommand, runnerEnvironment } from "./runner-launch.js";
 
@@ -74,12 +84,18 @@ export class ProcessBackend implements Backend {
     const entry = this.options.entry ?? request.entry;
     const [execPath, ...args] = runnerCommand(entry, this.options);
     const command = [execPath, ...args].join(" ");
+    // The runner's secret goes through an inherited pipe, not the environment: any process of
+    // the same user can read another's environment (/proc/<pid>/environ), not its pipes.
+    const { [RUNNER_ENV_VAR]: secret, ...publicEnv } = request.env;
     let child: ChildProcess;
     try {
       child = spawn(execPath, args, {
         // The parent's whole environment (a child process shares its machine), then the runner's own.
-        env: { ...process.env, ...runnerEnvironment({ env: request.env, entry }, { ...this.options.env, [OUTPUT_CAPTURED_ENV]: "1" }) },
-        stdio: ["ignore", "pipe", "pipe"],
+        env: {
+          ...withoutRunnerSecret(process.env),
+          ...runnerEnvironment({ env: publicEnv, entry }, { ...this.options.env, [OUTPUT_CAPTURED_ENV]: "1", [RUNNER_ENV_FD_VAR]: String(SECRET_FD) }),
+        },
+        stdio: ["ignore", "pipe", "pipe", "pipe"],
         // Its own process group: a Ctrl-C in the parent's terminal does not reach the runners,
         // which end through the pool (drained by stop()) or when their parent is gone.
         detached: true,
@@ -113,6 +129,9 @@ export class ProcessBackend implements Backend {
       throw spawnFailed(error, command);
     }
     spawned = true;
+    const secretPipe = child.stdio[SECRET_FD] as Writable | null;
+    secretPipe?.on("error", () => undefined);
+    secretPipe?.end(secret ?? "");
     // Only spawned children are tracked, so terminate() and list() never see one without a pid.
     const live: LiveChild = { child, pool: request.pool, parentId: request.parentId, exited };
     this.children.set(request.runnerId, live);

@@ -5,6 +5,13 @@
  */
 export const RUNNER_ENV_VAR = "FLAME_PARENT";
 
+/**
+ * Set instead of FLAME_PARENT by a backend that hands the runner its secret
+ * through an inherited file descriptor (ProcessBackend): the number of that
+ * descriptor, which the agent reads to its end and closes.
+ */
+export const RUNNER_ENV_FD_VAR = "FLAME_PARENT_FD";
+
 /** Set by a backend that reads the runner's stdout and stderr itself: the agent then forwards none of it. */
 export const OUTPUT_CAPTURED_ENV = "FLAME_OUTPUT_CAPTURED";
 

@@ -13,7 +13,8 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import { closeSync, readFileSync } from "node:fs";
+import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import { appVersion, findPool, markAsRunner, setLoadingEntry } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
 import { forwardOutput } from "./output-forwarding.js";
@@ -40,12 +41,29 @@ export const EXIT_CODES = {
 /** How long the close frame gets to leave before the process exits anyway. */
 const EXIT_FLUSH_DELAY = 20;
 
+/** FLAME_PARENT from the descriptor FLAME_PARENT_FD names (ProcessBackend), read to its end and closed. */
+function readSecretDescriptor(): string | undefined {
+  const fd = Number(process.env[RUNNER_ENV_FD_VAR]);
+  if (!Number.isInteger(fd) || fd < 3) return undefined;
+  try {
+    return readFileSync(fd, "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
 function report(message: string): void {
   process.stderr.write(`[flame runner] ${message}\n`);
 }
 
 export async function runAgent(entryArgument: string | undefined): Promise<never> {
-  const encoded = process.env[RUNNER_ENV_VAR];
+  const encoded = process.env[RUNNER_ENV_VAR] || readSecretDescriptor();
   if (!encoded) {
     report(`${RUNNER_ENV_VAR} is not set: this command is started by a flame-ts backend, not by hand`);
     process.exit(EXIT_CODES["bad-environment"]);
@@ -59,6 +77,7 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   }
   // The token is for this agent only: app code and the processes it spawns never see it.
   delete process.env[RUNNER_ENV_VAR];
+  delete process.env[RUNNER_ENV_FD_VAR];
 
   const entry = entryArgument ?? process.env.FLAME_ENTRY;
   const entryPath = entry && !entry.startsWith("file:") && !isAbsolute(entry) ? resolve(entry) : entry;

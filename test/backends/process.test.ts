@@ -1,10 +1,11 @@
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
-import { BackendError, BootError, type ProvisionRequest } from "../../src/index.js";
+import { BackendError, BootError, type Backend, type ProvisionRequest } from "../../src/index.js";
+import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
 import { testProcessBackend, TSX_EXEC_ARGV } from "../support/backends.js";
 
@@ -127,5 +128,32 @@ describe("ProcessBackend: a spawn that fails is a BackendError, never an uncaugh
     // Retryable: the pool tried again (with backoff) until no retry could serve the call within bootTimeout.
     expect(report.provisions).toBeGreaterThan(1);
     expect(report.runnersLeft).toBe(0);
+  });
+});
+
+describe("ProcessBackend hands a runner its secret through a pipe", () => {
+  it("the token is in no process's environment: not the runner's /proc/<pid>/environ, not its app's", async () => {
+    const tokens: string[] = [];
+    const inner = testProcessBackend();
+    const backend: Backend = {
+      name: "watched",
+      provision: (request) => {
+        tokens.push(decodeRunnerEnv(request.env[RUNNER_ENV_VAR]!).token);
+        return inner.provision(request);
+      },
+      terminate: (runner) => inner.terminate(runner),
+      list: (filter) => inner.list(filter),
+    };
+    const { pool, whoami, environment } = makePool({ name: "secret-pipe", max: 1, backend });
+    try {
+      const { pid } = await whoami();
+      await expect(environment()).resolves.toEqual({ hasParentToken: false, isRunner: true });
+      const environ = readFileSync(`/proc/${pid}/environ`, "latin1");
+      expect(tokens).toHaveLength(1);
+      expect(environ).not.toContain(tokens[0]!);
+      expect(environ).not.toContain("FLAME_PARENT=");
+    } finally {
+      await pool.stop();
+    }
   });
 });
