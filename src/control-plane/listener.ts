@@ -43,10 +43,14 @@ const BAD_REQUEST = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Le
 interface Expected {
   tokenDigest: Buffer;
   onConnect(socket: WebSocket): void;
+  /** A second connection presented this runner's used token: someone else has it. */
+  onTokenReused?: ((peer: string) => void) | undefined;
 }
 
 export class ControlPlane {
   private readonly expected = new Map<string, Expected>();
+  /** Runners that connected, by id, with their (spent) token: to recognise it if it comes again. */
+  private readonly used = new Map<string, Expected>();
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
   private readonly refusals: RefusalLog;
   private readonly admission: Admission;
@@ -144,11 +148,16 @@ export class ControlPlane {
    * Accepts exactly one connection from `runnerId` presenting `token`. Returns
    * a function that withdraws the expectation (boot gave up).
    */
-  expect(runnerId: string, token: string, onConnect: (socket: WebSocket) => void): () => void {
-    this.expected.set(runnerId, { tokenDigest: digest(token), onConnect });
+  expect(runnerId: string, token: string, onConnect: (socket: WebSocket) => void, onTokenReused?: (peer: string) => void): () => void {
+    this.expected.set(runnerId, { tokenDigest: digest(token), onConnect, onTokenReused });
     return () => {
       this.expected.delete(runnerId);
     };
+  }
+
+  /** The runner is gone: a later use of its token is no longer news. */
+  forget(runnerId: string): void {
+    this.used.delete(runnerId);
   }
 
   private upgrade(request: IncomingMessage, duplex: Duplex, head: Buffer): void {
@@ -158,11 +167,14 @@ export class ControlPlane {
     const expected = typeof runnerId === "string" ? this.expected.get(runnerId) : undefined;
     const presented = typeof authorization === "string" && authorization.startsWith("Bearer ") ? authorization.slice(7) : "";
     if (!expected || !timingSafeEqual(expected.tokenDigest, digest(presented))) {
+      const used = typeof runnerId === "string" ? this.used.get(runnerId) : undefined;
+      if (used && timingSafeEqual(used.tokenDigest, digest(presented))) this.tokenReused(runnerId as string, used, peerAddress(socket));
       this.admission.refuseUpgrade(socket, typeof runnerId === "string" ? runnerId : "", UNAUTHORIZED);
       return;
     }
     // One-time: the token is worthless from here on, even if someone read it from a machine's environment.
     this.expected.delete(runnerId as string);
+    this.used.set(runnerId as string, expected);
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       this.admission.accepted(socket);
       // Until its owner adds listeners (after the hello), an invalid frame would be an
@@ -173,6 +185,17 @@ export class ControlPlane {
       });
       expected.onConnect(ws);
     });
+  }
+
+  /**
+   * The right token, a second time: two peers had it, so the first connection
+   * may not be the runner (a stolen token used first) or the second is a thief.
+   * Either way the session is not to be trusted: loud, and the pool ends it.
+   */
+  private tokenReused(runnerId: string, used: Expected, peer: string): void {
+    this.used.delete(runnerId);
+    this.log.warn({ runnerId, peer }, `possible token theft: runner ${runnerId}'s one-time token was presented again from ${peer}; ending that runner`);
+    used.onTokenReused?.(peer);
   }
 
   /** A connection the HTTP parser gave up on (bad request, reset, timeout). */

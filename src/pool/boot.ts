@@ -27,6 +27,8 @@ export interface BootContext {
   log: Logger;
   /** Aborted when the pool stops: the boot is abandoned and cleaned up. */
   signal: AbortSignal;
+  /** Someone presented this runner's token again after it connected (control plane: possible token theft). */
+  onTokenReused(runner: Runner): void;
 }
 
 /** Boots `runner` (state "booting") until it is connected; throws a BootError otherwise. */
@@ -49,7 +51,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     const { hello } = reading;
     hello.catch(() => undefined);
     resolveConnected({ socket, ...reading });
-  });
+  }, () => context.onTokenReused(runner));
   const timer = setTimeout(
     () =>
       abort.abort(

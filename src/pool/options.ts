@@ -31,7 +31,7 @@ export interface ShrinkInfo {
 }
 
 /** Why a runner left the pool (`onShrink`). */
-export type ShrinkReason = "idle" | "single-use" | "resize" | "stuck" | "exited" | "stopped" | "version-mismatch";
+export type ShrinkReason = "idle" | "single-use" | "resize" | "stuck" | "exited" | "stopped" | "version-mismatch" | "token-reused";
 
 /** `check` runs on the runner (it is found there through the same pool definition); false keeps the runner up. */
 export interface IdleShutdownPolicy {

@@ -172,6 +172,11 @@ export class Runner {
 
   /** Takes over the authenticated socket once the runner said hello. */
   attach(socket: WebSocket, heartbeatInterval: number): void {
+    // Ended while its boot was finishing (stopped, or its token was reused): the socket goes too.
+    if (this.lifecycle === "stopping" || this.lifecycle === "exited") {
+      socket.terminate();
+      return;
+    }
     this.socket = socket;
     this.holdProcess(false);
     socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));

@@ -256,6 +256,8 @@ export class Scheduler {
       heartbeatInterval: this.options.heartbeatInterval,
       log: this.log,
       signal: this.stopController.signal,
+      // The control plane has logged it: the session is not to be trusted, so it ends and is replaced.
+      onTokenReused: (runner: Runner) => void this.retire(runner, "token-reused"),
     };
   }
 
@@ -369,6 +371,7 @@ export class Scheduler {
 
   private onRunnerExited(runner: Runner, detail: string): void {
     this.runners.delete(runner);
+    void this.controlPlane?.then((plane) => plane.forget(runner.id), () => undefined);
     const reason: ShrinkReason = runner.leaveReason ?? "exited";
     const expected = runner.leaveReason !== undefined;
     if (!expected) void this.terminate(runner);

@@ -4,6 +4,8 @@ import type { Backend, ProvisionRequest } from "../../src/index.js";
 import { decodeRunnerEnv, RUNNER_ENV_VAR, type RunnerBootInfo } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
 import { testProcessBackend } from "../support/backends.js";
+import { waitFor } from "../support/processes.js";
+import type { ShrinkInfo } from "../../src/index.js";
 
 /** A ProcessBackend that keeps what each runner was given, as a snooper on a machine could. */
 function recordingBackend(seen: RunnerBootInfo[]): Backend {
@@ -41,9 +43,12 @@ afterEach(async () => {
 });
 
 describe("the control plane admits only the runners the parent is booting", () => {
-  it("refuses connections without a token, with a wrong token, and with a used token", async () => {
+  it("refuses connections without a token, with a wrong token, and with a used token, which ends that runner loudly", async () => {
     const seen: RunnerBootInfo[] = [];
-    const { pool, add } = makePool({ name: "auth", max: 1, backend: recordingBackend(seen) });
+    const warnings: { fields: Record<string, unknown>; message: string }[] = [];
+    const shrinks: ShrinkInfo[] = [];
+    const log = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (fields: Record<string, unknown>, message: string) => warnings.push({ fields, message }) };
+    const { pool, add, whoami } = makePool({ name: "auth", max: 1, backend: recordingBackend(seen), log, onShrink: (info) => shrinks.push(info) });
     pools.push(pool);
     await expect(add(1, 2)).resolves.toBe(3);
     const [boot] = seen;
@@ -52,10 +57,17 @@ describe("the control plane admits only the runners the parent is booting", () =
 
     expect(await tryConnect(url, {})).toBe(401);
     expect(await tryConnect(url, { authorization: "Bearer not-the-token", "x-flame-runner": boot!.runnerId })).toBe(401);
-    // The token of a runner that already connected is worthless, even to someone who read it from its environment.
+    const first = await whoami();
+    // The token of a runner that already connected is worthless, even to someone who read it from its environment...
     expect(await tryConnect(url, { authorization: `Bearer ${boot!.token}`, "x-flame-runner": boot!.runnerId })).toBe(401);
-    // The real runner is unaffected.
+    // ...and its second use is loud: two peers had it, so that runner's session is not trusted any more.
+    await waitFor(() => shrinks.some((shrink) => shrink.reason === "token-reused"), "the runner whose token was reused to be ended");
+    const theft = warnings.find((warning) => warning.message.startsWith("possible token theft"));
+    expect(theft?.fields).toMatchObject({ runnerId: boot!.runnerId, peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    expect(JSON.stringify(warnings)).not.toContain(boot!.token);
+    // A fresh runner takes over.
     await expect(add(2, 2)).resolves.toBe(4);
+    expect((await whoami()).runnerId).not.toBe(first.runnerId);
   });
 
   it("a plain HTTP request gets 426, not a socket", async () => {
