@@ -21,7 +21,7 @@ import { largePayloadCase } from "./cases/large-payload.js";
 import { parentCpuCase } from "./cases/parent-cpu.js";
 import { parentMemoryCase } from "./cases/parent-memory.js";
 import { roundTripCase } from "./cases/round-trip.js";
-import { throughputCase } from "./cases/throughput.js";
+import { throughputCase, throughputTlsCase } from "./cases/throughput.js";
 import type { BenchContext } from "./lib/context.js";
 import { loadFlame } from "./lib/flame.js";
 import { formatTable, machineMeta, type CaseResult, type RunMeta, type SkippedCase } from "./lib/report.js";
@@ -71,6 +71,16 @@ if (selected.has("round-trip") || selected.has("throughput") || selected.has("la
     if (throughput) results.push(throughput.result);
     if (selected.has("large-payload")) results.push(await largePayloadCase(context, rig));
     if (roundTrip && throughput) results.push(parentCpuCase(roundTrip.samples, throughput.samples));
+  } finally {
+    await rig.close();
+  }
+}
+// The same warm cases over TLS (flame-ts with `tls: true` against the echo over wss), after the clear ones.
+if (selected.has("round-trip") || selected.has("throughput")) {
+  const rig = await startWarmRig(context, { tls: true });
+  try {
+    if (selected.has("round-trip")) results.push((await roundTripCase(context, rig)).result);
+    if (selected.has("throughput")) results.push(await throughputTlsCase(context, rig));
   } finally {
     await rig.close();
   }

@@ -2,9 +2,15 @@
  * Case 4, cold start: from an empty pool (min 0) to the first result of a
  * no-op call, against spawning `node` with a script that opens a WebSocket to
  * this process and sends one message. The Fly emulator variant runs when the
- * Fly backend is built (see flyColdStart below).
+ * Fly backend is built (see flyColdStart below). The TLS variant ("4. Cold
+ * start (TLS)") boots through a `tls: true` process backend against spawning
+ * `node` that dials `wss://` pinned to the server's certificate: the TLS
+ * handshake is in both figures, and on the flame-ts side so is the listener's
+ * fresh certificate (each repetition's pool starts its own listener, as the
+ * clear pools do).
  */
 import { spawn } from "node:child_process";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -14,24 +20,39 @@ import type { BenchContext } from "../lib/context.js";
 import { interleave } from "../lib/measure.js";
 import { compare, type CaseResult, type SkippedCase } from "../lib/report.js";
 import { percentile } from "../lib/stats.js";
+import { benchTlsIdentity, peerTlsEnv, type BenchTlsIdentity } from "../lib/tls.js";
 
 const CONNECT_ONCE = fileURLToPath(new URL("../fixtures/connect-once.mjs", import.meta.url));
 const AGENT_MAIN = fileURLToPath(new URL("../../dist/runner-agent/main.js", import.meta.url));
 
 /** The spawn-and-connect floor: a server kept up across repetitions, one fresh `node` per measurement. */
 class ConnectOnceBaseline {
-  private constructor(private readonly server: WebSocketServer, private readonly url: string) {}
+  private constructor(
+    private readonly server: WebSocketServer,
+    private readonly url: string,
+    private readonly tls: { identity: BenchTlsIdentity; server: HttpsServer } | undefined,
+  ) {}
 
-  static async start(): Promise<ConnectOnceBaseline> {
+  /** In clear, or with `tls` a `ws` server on an `https` server that the child dials over `wss://`. */
+  static async start(tls?: BenchTlsIdentity): Promise<ConnectOnceBaseline> {
+    if (tls) {
+      const httpsServer = createHttpsServer({ key: tls.keyPem, cert: tls.certificatePem });
+      const server = new WebSocketServer({ server: httpsServer, perMessageDeflate: false });
+      await new Promise<void>((resolve) => httpsServer.listen({ host: "127.0.0.1", port: 0 }, () => resolve()));
+      const url = `wss://127.0.0.1:${(httpsServer.address() as AddressInfo).port}`;
+      return new ConnectOnceBaseline(server, url, { identity: tls, server: httpsServer });
+    }
     const server = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
     await new Promise<void>((resolve) => server.once("listening", () => resolve()));
-    return new ConnectOnceBaseline(server, `ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return new ConnectOnceBaseline(server, `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, undefined);
   }
 
   /** Ms from spawn to the child's first message; waits (untimed) for the child to exit. */
   async measure(): Promise<number> {
+    // Untimed: the environment that tells the child which certificate to pin.
+    const env = this.tls ? { env: peerTlsEnv(this.tls.identity) } : {};
     const start = performance.now();
-    const child = spawn(process.execPath, [CONNECT_ONCE, this.url], { stdio: ["ignore", "ignore", "inherit"] });
+    const child = spawn(process.execPath, [CONNECT_ONCE, this.url], { stdio: ["ignore", "ignore", "inherit"], ...env });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     const firstMessage = new Promise<number>((resolve, reject) => {
       const onConnection = (socket: WebSocket) => {
@@ -49,6 +70,7 @@ class ConnectOnceBaseline {
   close(): void {
     for (const client of this.server.clients) client.terminate();
     this.server.close();
+    this.tls?.server.close();
   }
 }
 
@@ -84,20 +106,32 @@ export async function coldStartCase(context: BenchContext): Promise<ColdStartOut
     const fly = await flyColdStart(context, coldCall, () => baseline.measure(), repetitions);
     if ("reason" in fly) skipped.push(fly);
     else results.push(fly);
+
+    // ---- TLS variant -----------------------------------------------------------
+    // One backend for every repetition; each repetition's pool still starts (and stops) its own TLS listener.
+    context.progress(`cold start over TLS: ${repetitions} x (empty pool to first result, spawn-and-connect over wss)`);
+    const tlsBaseline = await ConnectOnceBaseline.start(await benchTlsIdentity());
+    try {
+      const tlsBackend = new context.flame.flame.ProcessBackend({ execArgv: [], tls: true });
+      const tlsSamples = await interleave({ flame: () => coldCall(tlsBackend), spawn: () => tlsBaseline.measure() }, repetitions);
+      results.push(coldStartResult("4. Cold start (TLS)", "process backend over TLS", tlsSamples.flame, tlsSamples.spawn, repetitions, "wss"));
+    } finally {
+      tlsBaseline.close();
+    }
   } finally {
     baseline.close();
   }
   return { results, skipped };
 }
 
-function coldStartResult(title: string, backend: string, flame: number[], spawned: number[], repetitions: number): CaseResult {
-  const comparison = compare("spawn node + ws connect + 1 message", flame, spawned, {
+function coldStartResult(title: string, backend: string, flame: number[], spawned: number[], repetitions: number, scheme: "ws" | "wss" = "ws"): CaseResult {
+  const comparison = compare(`spawn node + ${scheme} connect + 1 message`, flame, spawned, {
     flameP99: [percentile(flame, 99)],
     otherP99: [percentile(spawned, 99)],
     target: (ratio) => ({ text: "<= 1.3x", met: ratio <= 1.3 }),
   });
   return {
-    id: `cold-start-${backend.split(" ")[0]}`,
+    id: `cold-start-${backend.split(" ")[0]}${scheme === "wss" ? "-tls" : ""}`,
     title,
     metric: `min 0 to first result, ${backend}`,
     unit: "ms",

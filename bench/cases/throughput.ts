@@ -2,6 +2,8 @@
  * Case 2, throughput: IN_FLIGHT no-op calls kept in flight to one runner,
  * against the raw ws echo with as many messages in flight, piscina with one
  * worker thread and workerpool with one child process running the same function.
+ * On the TLS rig ("2. Throughput (TLS)") the only baseline is the echo over
+ * `wss`: piscina and workerpool have no network between their two sides.
  */
 import type { BenchContext } from "../lib/context.js";
 import { closedLoopRate, interleave, type RateSummary } from "../lib/measure.js";
@@ -12,6 +14,35 @@ import { callFrameSize, IN_FLIGHT, type WarmRig } from "../lib/warm-rig.js";
 export interface ThroughputOutcome {
   result: CaseResult;
   samples: Record<"flame" | "ws" | "piscina" | "workerpool", RateSummary[]>;
+}
+
+/** The TLS rig's throughput: flame-ts and the `wss` echo, IN_FLIGHT in flight. */
+export async function throughputTlsCase(context: BenchContext, rig: WarmRig): Promise<CaseResult> {
+  const total = context.quick ? 10_000 : 30_000;
+  const repetitions = context.quick ? 4 : 8;
+  const payload = Buffer.alloc(callFrameSize("noop", []));
+  context.progress(`throughput (TLS): ${repetitions} x ${total} calls, ${IN_FLIGHT} in flight (flame-ts, raw wss)`);
+  const samples = await interleave(
+    {
+      flame: () => closedLoopRate(total, IN_FLIGHT, () => rig.noop()),
+      ws: () => closedLoopRate(total, IN_FLIGHT, () => rig.echoPeer.roundTrip(payload)),
+    },
+    repetitions,
+  );
+  return {
+    id: "throughput-tls",
+    title: "2. Throughput (TLS)",
+    metric: `no-op calls, ${IN_FLIGHT} in flight`,
+    unit: "rate",
+    better: "higher",
+    repetitions,
+    perRepetition: `${total} calls`,
+    comparisons: [
+      compare(`raw wss echo (${payload.byteLength} B)`, samples.flame.map((s) => s.rate), samples.ws.map((s) => s.rate), {
+        target: (ratio) => ({ text: ">= 0.5x", met: ratio >= 0.5 }),
+      }),
+    ],
+  };
 }
 
 export async function throughputCase(context: BenchContext, rig: WarmRig): Promise<ThroughputOutcome> {

@@ -141,12 +141,13 @@ export function formatTable(results: CaseResult[], meta: RunMeta): string {
   ].join("\n");
 }
 
-/** A latency case's comparison with the raw ws echo of the same payload, at most 1.5x (cases 1 and 3). */
+/** A latency case's comparison with the raw ws echo (`wss` with `tls`) of the same payload, at most 1.5x (cases 1 and 3). */
 export function wsEchoLatency(
   payloadBytes: number,
   samples: { flame: { median: number; p99: number }[]; ws: { median: number; p99: number }[] },
+  tls = false,
 ): Comparison {
-  return compare(`raw ws echo (${payloadBytes} B)`, samples.flame.map((s) => s.median), samples.ws.map((s) => s.median), {
+  return compare(`raw ${tls ? "wss" : "ws"} echo (${payloadBytes} B)`, samples.flame.map((s) => s.median), samples.ws.map((s) => s.median), {
     flameP99: samples.flame.map((s) => s.p99),
     otherP99: samples.ws.map((s) => s.p99),
     target: (ratio) => ({ text: "<= 1.5x", met: ratio <= 1.5 }),
