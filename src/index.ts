@@ -30,6 +30,7 @@ export {
   type FlyGuestOptions,
   type FlyInitOptions,
   type FlyStopSignal,
+  type FlySecret,
 } from "./backends/fly.js";
 export {
   Ec2Backend,

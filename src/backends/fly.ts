@@ -20,7 +20,7 @@ import {
 } from "./fly/machines.js";
 import { createMachineRequest, METADATA, resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
 
-export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlyStopSignal } from "./fly/options.js";
+export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlySecret, FlyStopSignal } from "./fly/options.js";
 export { FlyApiError } from "./fly/api.js";
 
 /** A Backend whose runners are Fly Machines. Options: see FlyBackendOptions and docs/fly.md. */

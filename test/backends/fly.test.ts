@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FlyApiError, FlyBackend } from "../../src/backends/fly.js";
+import { FlyApiError, FlyBackend, type FlyBackendOptions } from "../../src/backends/fly.js";
 import { createMachineRequest, resolveFlyOptions } from "../../src/backends/fly/options.js";
 import { describeFlyEmulator, parseFlyEmulatorArgs } from "../../src/emulators/fly/cli.js";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
@@ -346,23 +346,99 @@ describe("FlyBackend on the emulator", () => {
 });
 
 describe("app secrets", () => {
-  it("skipSecrets keeps the app's secrets, such as a FLY_API_TOKEN secret, out of runners", async () => {
-    const withSecrets = await startTestEmulator({ secrets: { FLY_API_TOKEN: "app-secret-token", DATABASE_URL: "postgres://db" } });
+  // The README's set-up: the Machines API token is the app secret FLY_API_TOKEN, beside the app's own secrets.
+  const appSecrets = { FLY_API_TOKEN: "app-secret-token", DATABASE_URL: "postgres://db", REDIS_URL: "redis://cache" };
+
+  /** Boots one runner of a pool on `backendOptions`, and returns the environment its process got and the create request's body. */
+  async function bootOne(withSecrets: FlyEmulator, name: string, backendOptions: Parameters<typeof testFlyBackend>[1]) {
+    const { pool: p, echo } = pool({ name, max: 1, backend: testFlyBackend(withSecrets, backendOptions) });
+    await expect(p.call(echo, [name])).resolves.toBe(name);
+    const machine = withSecrets.machines().find((each) => each.config.metadata.flame_pool === name)!;
+    const create = withSecrets.requests().find((request) => request.operationId === "Machines_create" && request.status === 200 && (request.body as any)?.config?.metadata?.flame_pool === name);
+    return { env: machine.env, body: create?.body as Record<string, any> | undefined };
+  }
+
+  it("by default keeps every app secret, FLY_API_TOKEN included, out of runners; a list lets in exactly those; \"all\" lets in everything", async () => {
+    const withSecrets = await startTestEmulator({ secrets: appSecrets });
     try {
-      const { pool: p, echo } = pool({ name: "secretive", max: 1, backend: testFlyBackend(withSecrets, { skipSecrets: true }) });
-      await expect(p.call(echo, [1])).resolves.toBe(1);
-      const [runner] = withSecrets.machines();
-      expect(runner!.env.FLY_API_TOKEN).toBeUndefined();
-      expect(runner!.env.DATABASE_URL).toBeUndefined();
-      // Without it, Fly injects them: the reason for the option.
-      const { pool: other, echo: otherEcho } = pool({ name: "leaky", max: 1, backend: testFlyBackend(withSecrets) });
-      await expect(other.call(otherEcho, [2])).resolves.toBe(2);
-      expect(withSecrets.machines()[1]!.env.FLY_API_TOKEN).toBe("app-secret-token");
+      const byDefault = await bootOne(withSecrets, "default", {});
+      for (const secret of Object.keys(appSecrets)) expect(byDefault.env[secret]).toBeUndefined();
+      expect(Object.values(byDefault.env)).not.toContain("app-secret-token");
+      expect(byDefault.env.FLY_MACHINE_ID).toEqual(expect.any(String));
+      expect(byDefault.body).toMatchObject({ skip_secrets: true });
+
+      const listed = await bootOne(withSecrets, "listed", { secrets: ["DATABASE_URL", { envVar: "CACHE_URL", name: "REDIS_URL" }] });
+      expect(listed.env.DATABASE_URL).toBe("postgres://db");
+      expect(listed.env.CACHE_URL).toBe("redis://cache");
+      expect(listed.env.REDIS_URL).toBeUndefined();
+      expect(listed.env.FLY_API_TOKEN).toBeUndefined();
+      expect(Object.values(listed.env)).not.toContain("app-secret-token");
+      expect(listed.body!.skip_secrets).toBeUndefined();
+      expect(listed.body!.config.processes).toEqual([
+        { ignore_app_secrets: true, secrets: [{ env_var: "DATABASE_URL" }, { env_var: "CACHE_URL", name: "REDIS_URL" }] },
+      ]);
+
+      const all = await bootOne(withSecrets, "all", { secrets: "all" });
+      expect(all.env).toMatchObject(appSecrets);
+
       await Promise.all(pools.splice(0).map((each) => each.stop()));
+      // Every create request passed Fly's spec.
       expect(withSecrets.violations()).toEqual([]);
     } finally {
       await withSecrets.close();
     }
+  });
+
+  it("maps each choice onto the create request as Fly's spec defines it", () => {
+    const body = (secrets?: FlyBackendOptions["secrets"]) => {
+      const options = resolveFlyOptions(secrets === undefined ? {} : { secrets }, { FLY_APP_NAME: "app", FLY_IMAGE_REF: "registry.fly.io/app:v1" });
+      return createMachineRequest({ ...options, image: options.image! }, {
+        runnerId: "p-1",
+        pool: "p",
+        parentId: "parent",
+        entry: "/app/main.js",
+        env: { FLAME_PARENT: "encoded" },
+        deadline: Date.now() + 1_000,
+        signal: new AbortController().signal,
+        log: consoleLogger("silent"),
+      }) as { skip_secrets?: boolean; config: { processes?: unknown } };
+    };
+    expect(body()).toMatchObject({ skip_secrets: true });
+    expect(body().config.processes).toBeUndefined();
+    expect(body("none").skip_secrets).toBe(true);
+    expect(body([]).skip_secrets).toBe(true);
+    const listed = body(["DATABASE_URL", { envVar: "CACHE_URL", name: "REDIS_URL" }, { envVar: "PLAIN" }]);
+    expect(listed.skip_secrets).toBeUndefined();
+    expect(listed.config.processes).toEqual([
+      { ignore_app_secrets: true, secrets: [{ env_var: "DATABASE_URL" }, { env_var: "CACHE_URL", name: "REDIS_URL" }, { env_var: "PLAIN" }] },
+    ]);
+    const all = body("all");
+    expect(all.skip_secrets).toBeUndefined();
+    expect(all.config.processes).toBeUndefined();
+  });
+
+  it("refuses a list naming the FLY_API_TOKEN secret, bad names, and the removed skipSecrets", () => {
+    expect(() => new FlyBackend({ secrets: ["DATABASE_URL", "FLY_API_TOKEN"] })).toThrow(InvalidOptionError);
+    expect(() => new FlyBackend({ secrets: ["FLY_API_TOKEN"] })).toThrow(/"secrets\.0".*Machines API token.*secrets: "all"/);
+    expect(() => new FlyBackend({ secrets: [{ envVar: "TOKEN", name: "FLY_API_TOKEN" }] })).toThrow(/"secrets\.0"/);
+    // A separate token, under another secret name, may be handed to runners under any variable.
+    expect(() => new FlyBackend({ secrets: [{ envVar: "FLY_API_TOKEN", name: "RUNNER_FLY_API_TOKEN" }] })).not.toThrow();
+    expect(() => new FlyBackend({ secrets: ["not a name"] })).toThrow(/"secrets\.0"/);
+    expect(() => new FlyBackend({ secrets: "some" as "all" })).toThrow(/"secrets"/);
+    for (const skipSecrets of [true, false]) {
+      expect(() => new FlyBackend({ skipSecrets } as FlyBackendOptions)).toThrow(/"skipSecrets": it was removed.*secrets: "all"/);
+    }
+  });
+
+  it("the emulator refuses a process secret without a valid env_var", async () => {
+    const response = await fetch(`${emulator.url}/v1/apps/${emulator.app}/machines`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${emulator.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ config: { image: TEST_IMAGE, processes: [{ ignore_app_secrets: true, secrets: [{ name: "DATABASE_URL" }] }] } }),
+    });
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { error: string }).error).toMatch(/env_var/);
+    expect(emulator.machines()).toEqual([]);
   });
 });
 
@@ -472,7 +548,6 @@ describe("FlyBackend options", () => {
         metadata: { team: "data", flame_pool: "not-mine" },
         services: [{ protocol: "tcp", internal_port: 8080 }],
         stopConfig: { signal: "SIGTERM", timeout: 1_500 },
-        skipSecrets: true,
       },
       { FLY_API_HOSTNAME: "http://_api.internal:4280", FLY_REGION: "cdg", FLY_APP_NAME: "app", FLY_IMAGE_REF: "registry.fly.io/app:v2" },
     );

@@ -119,8 +119,7 @@ function flyOptions(env: Env, problems: string[]): FlyBackendOptions {
   const cmd = runnerCommandWords(env, problems);
   return {
     guest: { ...(cpuKind ? { cpuKind } : {}), ...(cpus !== undefined ? { cpus } : {}), ...(memoryMb !== undefined ? { memoryMb } : {}) },
-    // Fly injects the app's secrets (FLY_API_TOKEN among them) into every machine of the app; rendering needs none.
-    skipSecrets: true,
+    // FlyBackend's default, secrets: "none", keeps the app's secrets (FLY_API_TOKEN among them) off runner machines; rendering needs none.
     ...(cmd ? { init: { cmd } } : {}),
   };
 }

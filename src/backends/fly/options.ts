@@ -36,6 +36,12 @@ export interface FlyInitOptions {
   exec?: string[];
 }
 
+/**
+ * An app secret a runner receives: its name (the environment variable has the
+ * same name), or `{ envVar, name }` to set `envVar` from the app secret `name`.
+ */
+export type FlySecret = string | { envVar: string; name?: string };
+
 /** Options of FlyBackend. Every one has a default; see docs/fly.md. */
 export interface FlyBackendOptions {
   /** Machines API token. Default: env FLY_API_TOKEN. Never given to runners. */
@@ -60,8 +66,15 @@ export interface FlyBackendOptions {
   services?: Record<string, unknown>[];
   /** How Fly stops a runner machine: signal (Fly's default SIGINT) and ms before it kills (Fly's default 5 000). */
   stopConfig?: { signal?: FlyStopSignal; timeout?: number };
-  /** Ask Fly not to inject the app's secrets into runners (`skip_secrets`). Default false. */
-  skipSecrets?: boolean;
+  /**
+   * Which of the app's secrets Fly injects into runner machines. Default "none"
+   * (`skip_secrets`): runners get none, so the Machines API token stored as the
+   * app secret FLY_API_TOKEN stays out of runner code. A list: exactly those
+   * (process-level `secrets` with `ignore_app_secrets`); it may not name
+   * FLY_API_TOKEN. "all": every app secret, FLY_API_TOKEN included if it is one
+   * (Fly's own default). Replaces `skipSecrets`.
+   */
+  secrets?: "none" | "all" | FlySecret[];
   /**
    * Where the parent listens and what runners dial. Defaults: `host` "::"
    * (every interface, including Fly's private IPv6 network), `port` 0 (any
@@ -75,6 +88,18 @@ export interface FlyBackendOptions {
 
 const stringList = v.array(v.string());
 const nonEmpty = v.pipe(v.string(), v.minLength(1));
+const environmentVariableName = v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "Expected an environment variable name"));
+/** The app secret the README's set-up stores the Machines API token in. */
+export const API_TOKEN_SECRET = "FLY_API_TOKEN";
+const secretSchema = v.pipe(
+  v.union([environmentVariableName, v.strictObject({ envVar: environmentVariableName, name: v.optional(nonEmpty) })]),
+  v.transform((secret) => (typeof secret === "string" ? { envVar: secret, name: secret } : { envVar: secret.envVar, name: secret.name ?? secret.envVar })),
+  v.check(
+    (secret) => secret.name !== API_TOKEN_SECRET,
+    `names the app secret ${API_TOKEN_SECRET}, the Machines API token: runner code could then create and destroy the app's machines. ` +
+      `Give runners a separate, narrower token under another secret name ({ envVar: "${API_TOKEN_SECRET}", name: "RUNNER_FLY_API_TOKEN" }), or use secrets: "all" to hand them every app secret knowingly`,
+  ),
+);
 const signals = ["SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM"] as const;
 
 const schema = v.strictObject({
@@ -105,7 +130,7 @@ const schema = v.strictObject({
   metadata: v.optional(v.record(v.string(), v.string()), {}),
   services: v.optional(v.array(v.record(v.string(), v.unknown())), []),
   stopConfig: v.optional(v.strictObject({ signal: v.optional(v.picklist(signals)), timeout: v.optional(milliseconds()) })),
-  skipSecrets: v.optional(v.boolean(), false),
+  secrets: v.optional(v.union([v.picklist(["none", "all"]), v.array(secretSchema)]), "none"),
   controlPlane: controlPlaneSchema({ host: "::", port: 0 }),
   requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
 });
@@ -126,6 +151,12 @@ export const DEFAULT_BASE_URL = "https://api.machines.dev";
  * constructs its backend too and never uses it, so absence is reported on use.
  */
 export function resolveFlyOptions(input: FlyBackendOptions, env: NodeJS.ProcessEnv = process.env): ResolvedFlyOptions {
+  if (input && Object.hasOwn(input, "skipSecrets")) {
+    throw new InvalidOptionError(
+      'invalid FlyBackend option "skipSecrets": it was removed. Runners now get no app secret by default (secrets: "none", which is what skipSecrets: true did); ' +
+        'name the ones they need (secrets: ["DATABASE_URL"]), or use secrets: "all" for what skipSecrets: false did (FLY_API_TOKEN included, if it is an app secret)',
+    );
+  }
   const parsed = parseOptions("FlyBackend", schema, input ?? {});
   const baseUrl = parsed.baseUrl ?? baseUrlFromEnvironment(env.FLY_API_HOSTNAME);
   return {
@@ -190,6 +221,10 @@ export function createMachineRequest(options: ResolvedFlyOptions & { image: stri
     },
   };
   if (options.services.length > 0) config.services = options.services;
+  // Fly injects every app secret unless told otherwise; a list replaces them with exactly those (the spec's MachineProcess).
+  if (Array.isArray(options.secrets) && options.secrets.length > 0) {
+    config.processes = [{ ignore_app_secrets: true, secrets: options.secrets.map(({ envVar, name }) => ({ env_var: envVar, ...(name !== envVar ? { name } : {}) })) }];
+  }
   if (stopConfig) {
     config.stop_config = {
       ...(stopConfig.signal ? { signal: stopConfig.signal } : {}),
@@ -199,7 +234,7 @@ export function createMachineRequest(options: ResolvedFlyOptions & { image: stri
   return {
     name: machineName(request.runnerId),
     ...(options.region ? { region: options.region } : {}),
-    ...(options.skipSecrets ? { skip_secrets: true } : {}),
+    ...(options.secrets === "none" || options.secrets.length === 0 ? { skip_secrets: true } : {}),
     config,
   };
 }

@@ -88,6 +88,14 @@ export class EmulatedApp {
   private create(body: Record<string, any>): EmulatedMachine {
     const config = (body.config ?? {}) as Record<string, any>;
     if (typeof config.image !== "string" || config.image === "") throw new HttpError(422, "invalid config: image is required");
+    // The spec's MachineSecret: "EnvVar is required ... It must be a valid environment variable name."
+    for (const process of (config.processes ?? []) as { secrets?: { env_var?: unknown }[] }[]) {
+      for (const secret of process.secrets ?? []) {
+        if (typeof secret.env_var !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(secret.env_var)) {
+          throw new HttpError(422, `invalid config: processes[].secrets[].env_var must be an environment variable name, got ${JSON.stringify(secret.env_var)}`);
+        }
+      }
+    }
     const machine = new EmulatedMachine(
       body.name ?? `emulated-${randomBytes(4).toString("hex")}`,
       body.region ?? this.region,

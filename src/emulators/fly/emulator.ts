@@ -48,7 +48,11 @@ export interface FlyEmulatorOptions {
   rateLimits?: boolean;
   /** What a machine's environment starts from, as an image's would. Default: PATH, HOME, LANG and TMPDIR of this process. */
   baseEnv?: Record<string, string>;
-  /** App secrets Fly injects into every machine not created with skip_secrets. Default none. */
+  /**
+   * The app's secrets. Fly injects them all into a machine unless it is created
+   * with `skip_secrets` (none) or its process sets `ignore_app_secrets` (only
+   * the process's `secrets`). Default none.
+   */
   secrets?: Record<string, string>;
   /** Working directory of machine processes. Default: this process's. */
   cwd?: string;

@@ -156,6 +156,24 @@ export class EmulatedMachine {
     return init.exec ?? [...(init.entrypoint ?? []), ...(init.cmd ?? [])];
   }
 
+  /**
+   * The app secrets this machine's process gets, as Fly decides: none with
+   * `skip_secrets`; else the app's (unless its process sets
+   * `ignore_app_secrets`) plus the process's `secrets`, each `env_var` set
+   * from the app secret `name` (default: `env_var`). A listed secret the app
+   * does not have is left unset. The emulator runs one process: the first.
+   */
+  private secretEnvironment(): Record<string, string> {
+    if (this.skipSecrets) return {};
+    const process = (this.config.processes?.[0] ?? {}) as { ignore_app_secrets?: boolean; secrets?: { env_var: string; name?: string }[] };
+    const environment: Record<string, string> = process.ignore_app_secrets === true ? {} : { ...this.settings.secrets };
+    for (const secret of process.secrets ?? []) {
+      const name = secret.name ?? secret.env_var;
+      if (Object.hasOwn(this.settings.secrets, name)) environment[secret.env_var] = this.settings.secrets[name]!;
+    }
+    return environment;
+  }
+
   private spawnProcess(argv: string[]): void {
     this.env = {
       ...this.settings.baseEnv,
@@ -166,7 +184,7 @@ export class EmulatedMachine {
       FLY_REGION: this.region,
       FLY_IMAGE_REF: String(this.config.image ?? ""),
       FLY_PRIVATE_IP: this.privateIp,
-      ...(this.skipSecrets ? {} : this.settings.secrets),
+      ...this.secretEnvironment(),
       ...((this.config.env ?? {}) as Record<string, string>),
     };
     if (argv.length === 0) {
