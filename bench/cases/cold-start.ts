@@ -183,7 +183,8 @@ async function flyColdStart(
       baseUrl: running.url,
       image: "registry.fly.io/flame-bench:local",
       init: { cmd: [process.execPath, AGENT_MAIN, context.flame.entry] },
-      controlPlane: { host: "127.0.0.1", advertisedHost: "127.0.0.1" },
+      // In clear, like its spawn-and-connect baseline (FlyBackend's default is TLS): what TLS adds is the TLS row's figure.
+      controlPlane: { host: "127.0.0.1", advertisedHost: "127.0.0.1", tls: false },
       // Machines do not inherit the parent's environment: the build id makes the app versions agree.
       env: { FLAME_BUILD_ID: process.env.FLAME_BUILD_ID ?? "" },
     });

@@ -24,10 +24,16 @@ import type { RunnerTrust } from "../protocol/runner-env.js";
 /** Longest TLS handshake a connection gets before it is dropped, in ms. */
 const TLS_HANDSHAKE_TIMEOUT = 5_000;
 
+let processIdentity: ReturnType<typeof generateTlsIdentity> | undefined;
+
 /** What the listener serves, and what its runners are told to trust. */
 async function tlsIdentityFor(tls: Exclude<ControlPlaneTls, false>): Promise<{ key: string; certificate: string; trust: RunnerTrust }> {
   if (tls === true) {
-    const generated = await generateTlsIdentity();
+    // One identity per parent process, made on first use: a listener started again (a pool
+    // stopped and made anew) does not pay for a key and a certificate again. A new process, a new key.
+    processIdentity ??= generateTlsIdentity();
+    processIdentity.catch(() => (processIdentity = undefined));
+    const generated = await processIdentity;
     return { key: generated.keyPem, certificate: generated.certificatePem, trust: { ca: generated.certificatePem, fingerprint256: fingerprintOf(generated.certificatePem) } };
   }
   // Your own PKI: with a CA, runners verify the chain and the host they dial; without, they pin the certificate.
