@@ -48,6 +48,28 @@ const KIND_BYTES = [Buffer.of(KIND_CONTROL), Buffer.of(KIND_CALL), Buffer.of(KIN
 /** Longest function id on the wire (ids are defined with at most 200 characters). */
 const MAX_FUNCTION_ID = 1_000;
 
+/** Node's own reader of a Buffer or typed array inside a V8 stream (not in its type declarations). */
+const readHostView = (DefaultDeserializer.prototype as unknown as { _readHostObject(this: DefaultDeserializer): ArrayBufferView })._readHostObject;
+
+/**
+ * A deserializer whose Buffers and typed arrays own their bytes. Node's reads
+ * them as views into the frame, and ws hands frames as slices of its read
+ * buffer: a decoded Buffer's `.buffer` would show the bytes around it (other
+ * calls' arguments) and keep the whole read buffer alive. Copying costs one
+ * memcpy per binary value, nothing for frames without any.
+ */
+class IsolatingDeserializer extends DefaultDeserializer {
+  _readHostObject(): ArrayBufferView {
+    const view = readHostView.call(this);
+    const own = new ArrayBuffer(view.byteLength);
+    new Uint8Array(own).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    if (Buffer.isBuffer(view)) return Buffer.from(own);
+    if (view instanceof DataView) return new DataView(own);
+    const Typed = view.constructor as new (buffer: ArrayBuffer) => ArrayBufferView;
+    return new Typed(own);
+  }
+}
+
 /** A call as the runner decodes it: `argsError` is set when its arguments could not be decoded. */
 export type DecodedCall = CallMessage & { argsError?: string };
 export type DecodedParentMessage = Exclude<ParentMessage, CallMessage> | DecodedCall;
@@ -117,7 +139,7 @@ function openFrame(frame: unknown): { kind: number; deserializer: DefaultDeseria
   if (!Buffer.isBuffer(frame)) throw new ProtocolError("a frame is not binary");
   if (frame.byteLength < 2) throw new ProtocolError(`a frame of ${frame.byteLength} bytes is too short`);
   const kind = frame[0]!;
-  const deserializer = new DefaultDeserializer(frame);
+  const deserializer = new IsolatingDeserializer(frame);
   if (kind === KIND_PROTOCOL_1) return { kind, deserializer };
   try {
     deserializer.readRawBytes(1);
