@@ -37,6 +37,20 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * waits the backoff, `{ after }` waits that many ms instead (what a server
  * asked for with Retry-After; 0 tries again at once).
  */
+/**
+ * What `promise` gives if it settles within `ms`, else undefined (a rejection
+ * counts as nothing to say). For waiting "a moment" for an explanation that
+ * may never come, without leaving a timer behind.
+ */
+export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export type RetryVerdict = boolean | { after: number };
 
 export interface RetryOptions {

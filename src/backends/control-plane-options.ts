@@ -28,6 +28,11 @@ export interface ControlPlaneOptions {
 
 const pem = v.pipe(v.string(), v.includes("-----BEGIN ", "Expected PEM text"));
 
+/** The schema of a `tls` option (ControlPlaneTls), with the backend's default. */
+export function controlPlaneTlsSchema(defaultValue: boolean) {
+  return v.optional(v.union([v.boolean(), v.strictObject({ certificate: pem, key: pem, ca: v.optional(pem) })]), defaultValue);
+}
+
 /** A host that can stand in a ws:// URL: letters, digits, dots, dashes, underscores, colons and brackets (IPv6). */
 const hostName = v.pipe(
   v.string(),
@@ -41,7 +46,7 @@ export function controlPlaneSchema(defaults: { host: string; port: number }) {
       host: v.optional(hostName, defaults.host),
       port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), defaults.port),
       advertisedHost: v.optional(hostName),
-      tls: v.optional(v.union([v.boolean(), v.strictObject({ certificate: pem, key: pem, ca: v.optional(pem) })]), true),
+      tls: controlPlaneTlsSchema(true),
     }),
     {},
   );

@@ -7,6 +7,7 @@
  */
 import type { Readable } from "node:stream";
 import type { Logger } from "../log.js";
+import { settledWithin } from "../retry.js";
 
 /** Bytes of output kept to explain how a runner ended. */
 const TAIL_BYTES = 4_096;
@@ -56,14 +57,7 @@ export class RunnerOutput {
   /** The last output, after giving the pipes a moment to deliver what the process wrote before it ended. */
   async lastOutput(): Promise<string> {
     const open = this.streams.filter((stream) => !stream.readableEnded && !stream.destroyed);
-    if (open.length > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all(open.map((stream) => new Promise((resolve) => stream.once("close", resolve)))),
-        new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_WAIT))),
-      ]);
-      clearTimeout(timer);
-    }
+    if (open.length > 0) await settledWithin(Promise.all(open.map((stream) => new Promise((resolve) => stream.once("close", resolve)))), DRAIN_WAIT);
     return this.tail.trim();
   }
 

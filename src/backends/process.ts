@@ -22,6 +22,7 @@ function withoutRunnerSecret(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return rest;
 }
 import { RunnerOutput } from "./process-output.js";
+import { controlPlaneTlsSchema } from "./control-plane-options.js";
 import { runnerCommand, runnerEnvironment } from "./runner-launch.js";
 
 /** Options of `new ProcessBackend(options)`. */
@@ -51,10 +52,7 @@ const schema = v.strictObject({
   execArgv: v.optional(v.array(v.string())),
   env: v.optional(v.record(v.string(), v.string())),
   killTimeout: v.optional(milliseconds(), 2_000),
-  tls: v.optional(
-    v.union([v.boolean(), v.strictObject({ certificate: v.string(), key: v.string(), ca: v.optional(v.string()) })]),
-    false,
-  ),
+  tls: controlPlaneTlsSchema(false),
 });
 
 

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Backend, ProvisionedRunner } from "../backends/backend.js";
 import type { ControlPlane } from "../control-plane/listener.js";
+import { settledWithin } from "../retry.js";
 import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
@@ -143,11 +144,8 @@ const EXIT_EXPLANATION_WAIT = 500;
 
 /** Rethrows `error`, or the runner's crash if it comes within a moment (it says more). */
 async function explainedByExit(error: unknown, crashed: Promise<never> | undefined): Promise<never> {
-  if (crashed) {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([crashed, new Promise((resolve) => (timer = setTimeout(resolve, EXIT_EXPLANATION_WAIT)))]).finally(() => clearTimeout(timer));
-  }
-  throw error;
+  const crash = crashed && (await settledWithin(crashed.catch((thrown: unknown) => thrown), EXIT_EXPLANATION_WAIT));
+  throw crash ?? error;
 }
 
 /** Pings a connected runner until the Runner takes over its heartbeat. */

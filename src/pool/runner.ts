@@ -7,6 +7,7 @@
 import type { WebSocket } from "ws";
 import type { ProvisionedRunner } from "../backends/backend.js";
 import { RunnerExitedError } from "../errors.js";
+import { settledWithin } from "../retry.js";
 import type { Logger } from "../log.js";
 import type { ShrinkReason } from "./options.js";
 import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
@@ -243,12 +244,7 @@ export class Runner {
   private async connectionClosed(detail: string): Promise<void> {
     const exited = this.provisioned?.exited;
     if (exited && this.lifecycle !== "exited") {
-      let timer: NodeJS.Timeout | undefined;
-      const ending = await Promise.race([
-        exited,
-        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), EXIT_DETAIL_WAIT))),
-      ]);
-      clearTimeout(timer);
+      const ending = await settledWithin(exited, EXIT_DETAIL_WAIT);
       if (ending) detail = `${detail}; ${ending}`;
     }
     this.markExited(detail);

@@ -58,6 +58,16 @@ triple(5).then(async (value) => {
   await pool.stop();
 });
 `,
+  // The pinned TLS channel as an installed package runs it: the certificate code is loaded from the app's node_modules.
+  "tls.mjs": `
+import { isRunner, Pool, ProcessBackend } from "flame-ts";
+export const pool = new Pool({ name: "tls", max: 1, log: "warn", backend: new ProcessBackend({ tls: true }) });
+export const twice = pool.define("twice", (n) => n * 2);
+if (!isRunner()) {
+  console.log(JSON.stringify({ twice: await twice(21) }));
+  await pool.stop();
+}
+`,
   "stdout.mjs": `
 import { pool, shout } from "./pools.mjs";
 await shout("hello");
@@ -282,6 +292,14 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
   it("the published declarations compile under strict, without skipLibCheck, with no @types/ws or AWS SDK", async () => {
     await run(process.execPath, [join(app, "node_modules/typescript/bin/tsc"), "-p", app], app, 120_000);
   }, 120_000);
+
+  it("ProcessBackend({ tls: true }) runs calls over the pinned TLS channel, and flame-ts runner --help answers", async () => {
+    const { code, stdout, stderr } = await node(["tls.mjs"]);
+    expect(code, stderr).toBe(0);
+    expect(lastJsonLine(stdout)).toEqual({ twice: 42 });
+    const help = await run(join(app, "node_modules/.bin/flame-ts"), ["runner", "--help"], app, 20_000);
+    expect(help).toContain("Usage: flame-ts runner");
+  });
 
   it("a runner's raw stdout and console output reach the parent's log, tagged", async () => {
     const { code, stderr } = await node(["stdout.mjs"], { FLAME_LOG_LEVEL: "info" });
