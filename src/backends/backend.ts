@@ -50,6 +50,15 @@ export interface ProvisionedRunner {
    * runner crashes before connecting. Optional: remote backends may not know.
    */
   exited?: Promise<string>;
+  /**
+   * The IP address the runner will connect from, when the provider knows it
+   * (a pod IP, a machine's private IP). The control plane then takes the
+   * runner's token from that address only, so a token someone else read
+   * (from the environment, user data, a Secret) is refused from anywhere else
+   * and no forged session can take the runner's place. Leave it unset where
+   * connections arrive translated (NAT, a proxy or service mesh in between).
+   */
+  address?: string;
 }
 
 /** A runner the backend finds running, as returned by `list`. */

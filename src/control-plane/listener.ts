@@ -48,7 +48,10 @@ const BAD_REQUEST = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Le
 
 interface Expected {
   tokenDigest: Buffer;
-  onConnect(socket: WebSocket): void;
+  /** The only address the runner's token is taken from, once the backend knows its machine's (see `bindAddress`). */
+  address?: string;
+  /** `peer`: the connection's remote IP address. */
+  onConnect(socket: WebSocket, peer: string): void;
   /** A second connection presented this runner's used token: someone else has it. */
   onTokenReused?: ((peer: string) => void) | undefined;
 }
@@ -154,11 +157,23 @@ export class ControlPlane {
    * Accepts exactly one connection from `runnerId` presenting `token`. Returns
    * a function that withdraws the expectation (boot gave up).
    */
-  expect(runnerId: string, token: string, onConnect: (socket: WebSocket) => void, onTokenReused?: (peer: string) => void): () => void {
+  expect(runnerId: string, token: string, onConnect: (socket: WebSocket, peer: string) => void, onTokenReused?: (peer: string) => void): () => void {
     this.expected.set(runnerId, { tokenDigest: digest(token), onConnect, onTokenReused });
     return () => {
       this.expected.delete(runnerId);
     };
+  }
+
+  /**
+   * From now on, takes `runnerId`'s token only from `address`, the IP of the
+   * machine the backend started for it: someone else who read the token (from
+   * the machine's environment, its user data, a Secret) and dials from
+   * anywhere else is refused, logged as a possible token theft, and does not
+   * spend it, so the real runner still gets in.
+   */
+  bindAddress(runnerId: string, address: string): void {
+    const expected = this.expected.get(runnerId);
+    if (expected) expected.address = canonicalAddress(address);
   }
 
   /** The runner is gone: a later use of its token is no longer news. */
@@ -178,6 +193,15 @@ export class ControlPlane {
       this.admission.refuseUpgrade(socket, typeof runnerId === "string" ? runnerId : "", UNAUTHORIZED);
       return;
     }
+    const peer = canonicalAddress(socket.remoteAddress ?? "");
+    if (expected.address !== undefined && peer !== expected.address) {
+      this.log.warn(
+        { runnerId, peer: peerAddress(socket), runnerAddress: expected.address },
+        `possible token theft: runner ${runnerId}'s one-time token was presented from ${peerAddress(socket)}, but its machine is at ${expected.address}; refused`,
+      );
+      this.admission.refuseUpgrade(socket, runnerId as string, UNAUTHORIZED);
+      return;
+    }
     // One-time: the token is worthless from here on, even if someone read it from a machine's environment.
     this.expected.delete(runnerId as string);
     this.used.set(runnerId as string, expected);
@@ -189,7 +213,7 @@ export class ControlPlane {
         this.log.debug({ err: error, runnerId }, "runner connection failed; closing it");
         ws.terminate();
       });
-      expected.onConnect(ws);
+      expected.onConnect(ws, peer);
     });
   }
 
@@ -216,6 +240,23 @@ export class ControlPlane {
 }
 
 const listeners = new Map<string, Promise<ControlPlane>>();
+
+/**
+ * An IP address in one spelling, so that a socket's address and a provider's
+ * compare equal: IPv4-mapped IPv6 ("::ffff:10.0.0.5") as IPv4, IPv6
+ * lowercase and compressed as WHATWG URLs write it.
+ */
+export function canonicalAddress(address: string): string {
+  const unbracketed = address.replace(/^\[|\]$/g, "");
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(unbracketed);
+  if (mapped) return mapped[1]!;
+  if (!unbracketed.includes(":")) return unbracketed;
+  try {
+    return new URL(`http://[${unbracketed}]/`).hostname.replace(/^\[|\]$/g, "");
+  } catch {
+    return unbracketed.toLowerCase();
+  }
+}
 
 function digest(token: string): Buffer {
   return createHash("sha256").update(token).digest();

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Backend, ProvisionedRunner } from "../backends/backend.js";
-import type { ControlPlane } from "../control-plane/listener.js";
+import { canonicalAddress, type ControlPlane } from "../control-plane/listener.js";
 import { settledWithin } from "../retry.js";
 import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -45,13 +45,13 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   // The runner may connect before the provider has answered the create (a slow or lost
   // response): listen for its hello from the first moment, or it would be missed.
   let stopPinging: (() => void) | undefined;
-  const withdraw = context.controlPlane.expect(runner.id, token, (socket) => {
+  const withdraw = context.controlPlane.expect(runner.id, token, (socket, peer) => {
     // The runner judges its parent's liveness from the moment its socket opens.
     stopPinging = pingUntilAttached(socket, context.heartbeatInterval);
     const reading = readHello(socket, runner.id);
     const { hello } = reading;
     hello.catch(() => undefined);
-    resolveConnected({ socket, ...reading });
+    resolveConnected({ socket, peer, ...reading });
   }, () => context.onTokenReused(runner));
   const timer = setTimeout(
     () =>
@@ -100,6 +100,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     );
     provisioned = await Promise.race([provisioning, aborted]);
     runner.markProvisioned(provisioned);
+    if (provisioned.address) context.controlPlane.bindAddress(runner.id, provisioned.address);
 
     const crashed = provisioned.exited?.then((detail) => {
       throw runnerFailure(new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`));
@@ -107,6 +108,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     crashed?.catch(() => undefined);
     const connection = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
     socket = connection.socket;
+    checkPeer(connection.peer, provisioned, runner.id, context);
     // A runner that dies right after connecting closes its socket a moment before its exit
     // (with its last output) is known: give the crash the chance to be the reason.
     const hello = await Promise.race([connection.hello.catch((error: unknown) => explainedByExit(error, crashed)), aborted, ...(crashed ? [crashed] : [])]);
@@ -157,8 +159,26 @@ function pingUntilAttached(socket: WebSocket, interval: number): () => void {
   return () => clearInterval(pinger);
 }
 
+/**
+ * A connection that came before the backend said where its runner is (the
+ * provider answered late) is checked now: the token from another address
+ * than the runner's machine is a stolen one. Nothing was sent to that peer
+ * yet (no welcome, no call), so ending it here means no forged result can
+ * reach a caller; the boot fails and the pool starts another runner.
+ */
+function checkPeer(peer: string, provisioned: ProvisionedRunner, runnerId: string, context: BootContext): void {
+  if (!provisioned.address || canonicalAddress(provisioned.address) === peer) return;
+  context.log.warn(
+    { runnerId, peer, runnerAddress: provisioned.address },
+    `possible token theft: runner ${runnerId}'s one-time token was used from ${peer}, but its machine is at ${provisioned.address}; ending that connection and the runner`,
+  );
+  throw new BootError(`runner ${runnerId}'s token was used from ${peer}, not from its machine at ${provisioned.address} (possible token theft)`);
+}
+
 interface Connection {
   socket: WebSocket;
+  /** The connection's remote IP address. */
+  peer: string;
   hello: Promise<HelloMessage>;
   /** Frames that arrived after the hello, before the Runner took the socket over (handed to it). */
   later: Array<Buffer | undefined>;
@@ -166,7 +186,7 @@ interface Connection {
   stopReading(): void;
 }
 
-function readHello(socket: WebSocket, runnerId: string): Omit<Connection, "socket"> {
+function readHello(socket: WebSocket, runnerId: string): Omit<Connection, "socket" | "peer"> {
   const later: Array<Buffer | undefined> = [];
   let onMessage: ((data: Buffer, isBinary: boolean) => void) | undefined;
   const hello = new Promise<HelloMessage>((resolve, reject) => {

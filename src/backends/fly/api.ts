@@ -7,7 +7,7 @@
  */
 import type * as Undici from "undici";
 import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
-import { retry, type RetryVerdict } from "../../retry.js";
+import { parseRetryAfter, retry, type RetryVerdict } from "../../retry.js";
 
 /** What came back from one request. */
 export interface FlyResponse {
@@ -245,12 +245,4 @@ function parseBody(text: string): unknown {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-/** Retry-After in seconds or as an HTTP date, as milliseconds. */
-export function parseRetryAfter(value: string | undefined): number | undefined {
-  if (value === undefined || value.trim() === "") return undefined;
-  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1_000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
