@@ -24,6 +24,13 @@ export interface ControlPlaneOptions {
    * `{ certificate, key, ca? }` (PEM) to use your own PKI.
    */
   tls?: ControlPlaneTls;
+  /**
+   * Take a runner's one-time token only from the address of the machine the
+   * provider started for it, so someone who read the token elsewhere cannot
+   * use it first. Default `true`; `false` where runners' connections reach
+   * the parent translated (NAT, a proxy or a service-mesh sidecar between them).
+   */
+  checkRunnerAddress?: boolean;
 }
 
 const pem = v.pipe(v.string(), v.includes("-----BEGIN ", "Expected PEM text"));
@@ -47,6 +54,7 @@ export function controlPlaneSchema(defaults: { host: string; port: number }) {
       port: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65_535)), defaults.port),
       advertisedHost: v.optional(hostName),
       tls: controlPlaneTlsSchema(true),
+      checkRunnerAddress: v.optional(v.boolean(), true),
     }),
     {},
   );

@@ -79,7 +79,8 @@ export class FlyBackend implements Backend {
     this.exitWatches.set(request.runnerId, stopWatching);
     const exited = watchForExit(api, machine, request, stopWatching.signal);
     void exited.finally(() => this.exitWatches.delete(request.runnerId));
-    return { runnerId: request.runnerId, providerId: machine.id, exited };
+    const address = this.options.controlPlane.checkRunnerAddress && typeof machine.private_ip === "string" ? machine.private_ip : undefined;
+    return { runnerId: request.runnerId, providerId: machine.id, exited, ...(address ? { address } : {}) };
   }
 
   /** Destroys the runner's machine (`DELETE ?force=true`); a machine already gone (404) counts as destroyed. */

@@ -17,6 +17,8 @@ export interface FlyMachine {
   instance_id?: string;
   name?: string;
   state?: string;
+  /** The machine's address on the app's private network, where its connections come from. */
+  private_ip?: string;
   config?: { metadata?: Record<string, string> };
   events?: { type?: string; status?: string; request?: Record<string, unknown> }[];
 }

@@ -48,7 +48,12 @@ const OUTPUT_TAIL = 16_384;
 export class EmulatedMachine {
   readonly id = randomBytes(7).toString("hex");
   readonly instanceId = ulidLike();
-  readonly privateIp = `fdaa:0:${randomHex(4)}:a7b:${randomHex(4)}:${randomHex(4)}:${randomHex(4)}:2`;
+  /**
+   * Where the machine is on the network: its process runs on this host, so
+   * its connections come from loopback, as a Fly machine's come from its
+   * private IPv6 address (the backend binds the runner's token to it).
+   */
+  readonly privateIp = "127.0.0.1";
   readonly createdAt = new Date().toISOString();
   updatedAt = this.createdAt;
   state: MachineState = "created";
@@ -323,9 +328,6 @@ function signalNumber(signal: NodeJS.Signals | null): number {
   return (signal && numbers[signal]) ?? 0;
 }
 
-function randomHex(length: number): string {
-  return randomBytes(length).toString("hex").slice(0, length);
-}
 
 /** 26 characters of Crockford base32, the shape of Fly's version and event ids. */
 function ulidLike(): string {
