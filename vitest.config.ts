@@ -5,7 +5,7 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // Real child processes and sockets: a file per worker process, two at a time on two cores.
     pool: "forks",
-    maxWorkers: 2,
+    maxWorkers: 3,
     testTimeout: 30_000,
     hookTimeout: 30_000,
     setupFiles: ["test/support/no-leftover-processes.ts"],

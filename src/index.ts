@@ -40,6 +40,13 @@ export {
   type Ec2SpotOptions,
   type Ec2UserDataContext,
 } from "./backends/ec2.js";
+export {
+  KubernetesBackend,
+  KubernetesApiError,
+  type KubernetesBackendOptions,
+  type KubernetesObject,
+  type KubernetesResources,
+} from "./backends/kubernetes.js";
 export { isRunner, currentRunner, type RunnerIdentity } from "./runtime.js";
 export { consoleLogger, type Logger, type LogLevel } from "./log.js";
 export {
