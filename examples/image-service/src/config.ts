@@ -1,14 +1,23 @@
 /**
  * The service's configuration, from environment variables only, so one build
- * runs on the child-process backend on a laptop and on Fly Machines or EC2 in
- * production. Every setting is read and checked here, once, when the parent
+ * runs on the child-process backend on a laptop and on Fly Machines, EC2 or
+ * Kubernetes in production. Every setting is read and checked here, once, when the parent
  * starts; a missing or malformed one stops the start with a message that names
  * the variable and says what to set. The variables are listed in README.md.
  */
-import { Ec2Backend, FlyBackend, ProcessBackend, type Backend, type Ec2BackendOptions, type FlyBackendOptions } from "flame-ts";
+import {
+  Ec2Backend,
+  FlyBackend,
+  KubernetesBackend,
+  ProcessBackend,
+  type Backend,
+  type Ec2BackendOptions,
+  type FlyBackendOptions,
+  type KubernetesBackendOptions,
+} from "flame-ts";
 
 /** Where runners run: `FLAME_BACKEND`. */
-export type BackendKind = "process" | "fly" | "ec2";
+export type BackendKind = "process" | "fly" | "ec2" | "kubernetes";
 
 /** Settings of the pool that renders images. Durations in ms. */
 export interface PoolSettings {
@@ -56,8 +65,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
   const problems: string[] = [];
   const read = new Reader(env, problems);
   const kind = (env.FLAME_BACKEND || "process") as BackendKind;
-  if (!["process", "fly", "ec2"].includes(kind)) {
-    problems.push(`FLAME_BACKEND must be "process", "fly" or "ec2", got ${JSON.stringify(env.FLAME_BACKEND)}`);
+  if (!["process", "fly", "ec2", "kubernetes"].includes(kind)) {
+    problems.push(`FLAME_BACKEND must be "process", "fly", "ec2" or "kubernetes", got ${JSON.stringify(env.FLAME_BACKEND)}`);
   }
   const config: Omit<ServiceConfig, "backend"> = {
     port: read.integer("PORT", 8080, 0, 65_535),
@@ -82,11 +91,16 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
 
 function buildBackend(kind: BackendKind, env: Env, problems: string[]): Backend | undefined {
   const before = problems.length;
-  const options = kind === "fly" ? flyOptions(env, problems) : kind === "ec2" ? ec2Options(env, problems) : {};
+  const options =
+    kind === "fly" ? flyOptions(env, problems)
+    : kind === "ec2" ? ec2Options(env, problems)
+    : kind === "kubernetes" ? kubernetesOptions(env, problems)
+    : {};
   if (problems.length > before) return undefined;
   try {
     return kind === "fly" ? new FlyBackend(options as FlyBackendOptions)
       : kind === "ec2" ? new Ec2Backend(options as Ec2BackendOptions)
+      : kind === "kubernetes" ? new KubernetesBackend(options as KubernetesBackendOptions)
       : new ProcessBackend();
   } catch (error) {
     // A malformed value (a subnet id, a region...): the backend's message names the option and the value.
@@ -166,7 +180,26 @@ function ec2Options(env: Env, problems: string[]): Ec2BackendOptions {
 }
 
 /**
- * RUNNER_COMMAND as a Fly `init.cmd`: a JSON array of words, or words
+ * KubernetesBackend reads POD_NAME, POD_NAMESPACE and POD_IP (the downward
+ * API, set in infra/kubernetes/deployment.yaml) and the pod's service
+ * account itself; outside a cluster, KUBECONFIG. Checked here so all the
+ * missing ones are named at once.
+ */
+function kubernetesOptions(env: Env, problems: string[]): KubernetesBackendOptions {
+  const image = env.KUBERNETES_RUNNER_IMAGE || undefined;
+  const missing = ["POD_IP", ...(image ? [] : ["POD_NAME"])].filter((name) => !env[name]);
+  if (missing.length > 0) {
+    problems.push(
+      `FLAME_BACKEND=kubernetes needs ${missing.join(" and ")}, from the downward API (see infra/kubernetes/deployment.yaml)` +
+        `${image ? "" : ", or KUBERNETES_RUNNER_IMAGE for a parent outside a pod"}`,
+    );
+  }
+  const command = runnerCommandWords(env, problems);
+  return { ...(image ? { image, parentPod: false } : {}), ...(command ? { command } : {}) };
+}
+
+/**
+ * RUNNER_COMMAND as a Fly `init.cmd` or a runner pod's `command`: a JSON array of words, or words
  * separated by spaces. Unset: FlyBackend's default (this node, its runner
  * agent and the pool's entry, at the paths they have in this process).
  */
