@@ -12,7 +12,7 @@ import type { ControlPlaneAddress } from "../control-plane/address.js";
 import { LOOPBACK } from "../control-plane/listener.js";
 import { resolveTargets, TARGET_USAGE } from "./targets.js";
 
-export const DOCTOR_USAGE = `Usage: flame-ts doctor (--entry <module> | --backend fly|ec2) [--pool <name>]
+export const DOCTOR_USAGE = `Usage: flame-ts doctor (--entry <module> | --backend fly|ec2|kubernetes) [--pool <name>]
 
 Checks each backend: credentials and permissions, and that the address runners
 will dial is one this parent listens on. Exits 1 if a check fails.

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import type { ListedRunner } from "../backends/backend.js";
 import { resolveTargets, TARGET_USAGE } from "./targets.js";
 
-export const REAP_USAGE = `Usage: flame-ts reap (--entry <module> | --backend fly|ec2) [--pool <name>] [--parent <id>] [--yes]
+export const REAP_USAGE = `Usage: flame-ts reap (--entry <module> | --backend fly|ec2|kubernetes) [--pool <name>] [--parent <id>] [--yes]
 
 Lists the runners the backend still has and, with --yes, destroys them.
 Runners of a parent that is alive are listed too: pass --parent with the

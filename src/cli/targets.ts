@@ -21,7 +21,8 @@ export interface TargetArgs {
 
 export const TARGET_USAGE = `  --entry <module>    the app module that defines the pools (their backends are used as configured)
   --backend <name>    or one backend configured from the environment: fly (FLY_API_TOKEN, FLY_APP_NAME,
-                      FLY_IMAGE_REF, ...) or ec2 (AWS_REGION and the AWS SDK's credentials)
+                      FLY_IMAGE_REF, ...), ec2 (AWS_REGION and the AWS SDK's credentials) or kubernetes
+                      (the pod's service account or KUBECONFIG; POD_NAMESPACE, POD_NAME, POD_IP)
   --pool <name>       only this pool`;
 
 export async function resolveTargets(args: TargetArgs): Promise<Target[]> {
@@ -48,7 +49,11 @@ async function backendFromEnvironment(name: string): Promise<Backend> {
       // Listing and terminating never run a runner: the runner command is a placeholder the backend requires.
       return new Ec2Backend({ runnerCommand: "flame-ts runner", ...(process.env.AWS_ENDPOINT_URL ? { endpoint: process.env.AWS_ENDPOINT_URL } : {}) });
     }
+    case "kubernetes": {
+      const { KubernetesBackend } = await import("../backends/kubernetes.js");
+      return new KubernetesBackend();
+    }
     default:
-      throw new Error(`unknown backend "${name}": use fly or ec2, or --entry for any other`);
+      throw new Error(`unknown backend "${name}": use fly, ec2 or kubernetes, or --entry for any other`);
   }
 }
