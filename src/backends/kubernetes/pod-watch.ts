@@ -23,6 +23,8 @@ class WatchExpired extends Error {}
 
 export class PodWatch {
   private readonly listeners = new Map<string, PodListener>();
+  /** Followed pods the API server has shown to exist: only these can be missed as deleted by a list. */
+  private readonly seen = new Set<string>();
   private resourceVersion: string | undefined;
   private loop: Promise<void> | undefined;
   private abort: AbortController | undefined;
@@ -50,6 +52,7 @@ export class PodWatch {
     return () => {
       if (this.listeners.get(name) !== listener) return;
       this.listeners.delete(name);
+      this.seen.delete(name);
       if (this.listeners.size === 0) this.abort?.abort();
     };
   }
@@ -94,9 +97,10 @@ export class PodWatch {
       const name = pod?.metadata?.name;
       if (typeof name !== "string") continue;
       present.add(name);
-      this.listeners.get(name)?.(pod);
+      this.deliver(name, pod);
     }
-    for (const [name, listener] of [...this.listeners]) if (!present.has(name)) listener(undefined);
+    // A pod seen before and absent now was deleted while the watch was down. One never seen may not be created yet.
+    for (const name of [...this.seen]) if (!present.has(name)) this.deliver(name, undefined);
     this.resourceVersion = typeof list?.metadata?.resourceVersion === "string" ? list.metadata.resourceVersion : "";
   }
 
@@ -143,7 +147,15 @@ export class PodWatch {
     if (type === "BOOKMARK") return;
     const name = object.metadata?.name;
     if (typeof name !== "string") return;
-    this.listeners.get(name)?.(type === "DELETED" ? undefined : object);
+    this.deliver(name, type === "DELETED" ? undefined : object);
+  }
+
+  private deliver(name: string, pod: PodObject | undefined): void {
+    const listener = this.listeners.get(name);
+    if (!listener) return;
+    if (pod) this.seen.add(name);
+    else this.seen.delete(name);
+    listener(pod);
   }
 }
 
