@@ -2,7 +2,8 @@
  * Case 4, cold start: from an empty pool (min 0) to the first result of a
  * no-op call, against spawning `node` with a script that opens a WebSocket to
  * this process and sends one message. The Fly emulator variant runs when the
- * Fly backend is built (see flyColdStart below). The TLS variant ("4. Cold
+ * Fly backend is built (see flyColdStart below), and so does the Kubernetes
+ * emulator variant (kubernetesColdStart). The TLS variant ("4. Cold
  * start (TLS)") boots through a `tls: true` process backend against spawning
  * `node` that dials `wss://` pinned to the server's certificate: the TLS
  * handshake is in both figures, and on the flame-ts side so is the listener's
@@ -107,6 +108,11 @@ export async function coldStartCase(context: BenchContext): Promise<ColdStartOut
     if ("reason" in fly) skipped.push(fly);
     else results.push(fly);
 
+    // ---- Kubernetes emulator variant -------------------------------------------
+    const kubernetes = await kubernetesColdStart(context, coldCall, () => baseline.measure(), repetitions);
+    if ("reason" in kubernetes) skipped.push(kubernetes);
+    else results.push(kubernetes);
+
     // ---- TLS variant -----------------------------------------------------------
     // One backend for every repetition; each repetition's pool still starts (and stops) its own TLS listener.
     context.progress(`cold start over TLS: ${repetitions} x (empty pool to first result, spawn-and-connect over wss)`);
@@ -200,6 +206,55 @@ async function flyColdStart(
     return coldStartResult("4. Cold start (Fly emulator)", "Fly backend + emulator", samples.flame, samples.spawn, repetitions);
   } catch (error) {
     return { id: "cold-start-fly", reason: `the Fly emulator case failed: ${(error as Error).message}` };
+  } finally {
+    await emulator?.close();
+  }
+}
+
+/** The parts of the built Kubernetes emulator this case uses. */
+interface KubernetesModules {
+  emulator: {
+    startKubernetesEmulator(options: Record<string, unknown>): Promise<{
+      addExternalPod(spec: { name: string; namespace?: string; image: string }): unknown;
+      writeKubeconfig(): Promise<string>;
+      close(): Promise<void>;
+    }>;
+  };
+}
+
+/**
+ * The Kubernetes variant: the same cold start through KubernetesBackend
+ * against the local Kubernetes API emulator over HTTPS (each pod is a local
+ * process running the runner agent): the Secret and pod creates, the watch
+ * that reports the pod placed, and the runner's connect. Schema validation is
+ * off (it measures the emulator, not the boot path); the control plane is in
+ * clear, like its baseline.
+ */
+async function kubernetesColdStart(
+  context: BenchContext,
+  coldCall: (backend: Backend) => Promise<number>,
+  spawnBaseline: () => Promise<number>,
+  repetitions: number,
+): Promise<CaseResult | SkippedCase> {
+  const emulatorModule = "emulators/kubernetes/emulator.js";
+  if (!context.flame.hasModule(emulatorModule)) return { id: "cold-start-kubernetes", reason: `the Kubernetes emulator is not built (no dist/${emulatorModule})` };
+  let emulator: Awaited<ReturnType<KubernetesModules["emulator"]["startKubernetesEmulator"]>> | undefined;
+  try {
+    const { KubernetesBackend } = context.flame.flame;
+    const { startKubernetesEmulator } = await context.flame.importModule<KubernetesModules["emulator"]>(emulatorModule);
+    emulator = await startKubernetesEmulator({ validate: false, cwd: process.cwd(), namespace: "bench" });
+    emulator.addExternalPod({ name: "bench-parent", namespace: "bench", image: "registry.example.com/flame-bench:local" });
+    const backend = new KubernetesBackend({
+      kubeconfig: await emulator.writeKubeconfig(),
+      parentPod: { name: "bench-parent" },
+      command: [process.execPath, AGENT_MAIN, context.flame.entry],
+      controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1", tls: false },
+    });
+    context.progress(`cold start through the Kubernetes emulator: ${repetitions} repetitions`);
+    const samples = await interleave({ flame: () => coldCall(backend), spawn: spawnBaseline }, repetitions);
+    return coldStartResult("4. Cold start (Kubernetes emulator)", "Kubernetes backend + emulator", samples.flame, samples.spawn, repetitions);
+  } catch (error) {
+    return { id: "cold-start-kubernetes", reason: `the Kubernetes emulator case failed: ${(error as Error).message}` };
   } finally {
     await emulator?.close();
   }
