@@ -29,8 +29,8 @@ export interface ControlPlaneOptions {
    * provider started for it, so someone who read the token elsewhere cannot
    * use it first. Default `true`; `false` where runners' connections reach
    * the parent translated (NAT, a proxy or a service-mesh sidecar between them).
-   * Fly (the machine's private IP) and Kubernetes (the pod IP) check it; EC2
-   * does not yet, so there prefer `tokenTransport: "ssm"`.
+   * The address is the Fly machine's private IP, the EC2 instance's private
+   * IP, or the pod IP.
    */
   checkRunnerAddress?: boolean;
 }

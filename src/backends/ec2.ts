@@ -79,14 +79,16 @@ export class Ec2Backend implements Backend {
     const userData = this.userData(request, scriptEnv, parameterName, clients.region);
 
     if (parameterName !== undefined) await this.putBootParameter(clients, parameterName, env[RUNNER_ENV_VAR] ?? "", request);
-    let instanceId: string;
+    let instance: LaunchedInstance;
     try {
-      instanceId = await this.launch(clients, request, imageId, userData);
+      instance = await this.launch(clients, request, imageId, userData);
     } catch (error) {
       if (parameterName !== undefined) await this.deleteBootParameter(clients, parameterName, request.log);
       throw error;
     }
-    return { runnerId: request.runnerId, providerId: instanceId, exited: this.watch.watch(instanceId, request.deadline) };
+    const { instanceId, privateIp } = instance;
+    const address = this.options.controlPlane.checkRunnerAddress ? privateIp : undefined;
+    return { runnerId: request.runnerId, providerId: instanceId, exited: this.watch.watch(instanceId, request.deadline), ...(address ? { address } : {}) };
   }
 
   async terminate(runner: ProvisionedRunner): Promise<void> {
@@ -262,10 +264,10 @@ export class Ec2Backend implements Backend {
    * capacity. Each attempt after a definite failure gets its own client token
    * (a failed request's token must not be reused with other parameters).
    */
-  private async launch(clients: AwsClients, request: ProvisionRequest, imageId: string | undefined, userData: string): Promise<string> {
+  private async launch(clients: AwsClients, request: ProvisionRequest, imageId: string | undefined, userData: string): Promise<LaunchedInstance> {
     let spot = this.options.spot !== undefined;
     let requests = 0;
-    const runInstances = async (): Promise<string> => {
+    const runInstances = async (): Promise<LaunchedInstance> => {
       requests += 1;
       const input = runInstancesInput(this.options, request, imageId, userData, spot, clientToken(request.runnerId, requests));
       // No abort signal: a request cut off midway may still launch; let it answer so the pool can terminate what it made.
@@ -273,10 +275,10 @@ export class Ec2Backend implements Backend {
       const instanceId = output.Instances?.[0]?.InstanceId;
       if (!instanceId) throw new BackendError("EC2 RunInstances answered without an instance", { retryable: true, code: EC2_ERROR_CODES.failed });
       request.log.debug({ runnerId: request.runnerId, instanceId, spot }, `launched EC2 instance ${instanceId}`);
-      return instanceId;
+      return { instanceId, privateIp: output.Instances?.[0]?.PrivateIpAddress };
     };
     // Spot without capacity moves to on-demand at once, within the same attempt.
-    const launchOnce = async (): Promise<string> => {
+    const launchOnce = async (): Promise<LaunchedInstance> => {
       try {
         return await runInstances();
       } catch (error) {
@@ -320,4 +322,10 @@ export class Ec2Backend implements Backend {
   private tags(request: Pick<ProvisionRequest, "runnerId" | "pool" | "parentId">) {
     return runnerTags(request, this.options.tags);
   }
+}
+
+/** A launched runner instance: its id, and the private address its connections will come from (RunInstances says it at once). */
+interface LaunchedInstance {
+  instanceId: string;
+  privateIp: string | undefined;
 }

@@ -17,7 +17,7 @@ import {
 } from "@aws-sdk/client-ec2";
 import { GetParameterCommand, GetParametersByPathCommand, PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { BackendError, InvalidOptionError, type ProvisionRequest } from "../../src/index.js";
+import { BackendError, BootError, InvalidOptionError, type ProvisionRequest } from "../../src/index.js";
 import { Ec2Backend, type Ec2BackendOptions } from "../../src/backends/ec2.js";
 import { METADATA_ENDPOINT_VAR, privateIpFromMetadata } from "../../src/backends/ec2/instance-metadata.js";
 import { bootScript, ecrRegistry, shellQuote } from "../../src/backends/ec2/user-data.js";
@@ -268,7 +268,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     });
     hypervisor();
     // No controlPlane.advertisedHost: the parent finds its own from instance metadata.
-    const ec2Backend = backend({ controlPlane: { host: "127.0.0.1", port: 0 }, tags: { app: "flame-test" } });
+    const ec2Backend = backend({ controlPlane: { host: "127.0.0.1", port: 0, checkRunnerAddress: false }, tags: { app: "flame-test" } });
     const { whoami } = pool({ name: "ec2-launch", max: 1, backend: ec2Backend });
 
     const { runnerId } = await whoami();
@@ -383,6 +383,26 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     await expect(ssm.send(new GetParameterCommand({ Name: parameter }))).rejects.toMatchObject({ name: "ParameterNotFound" });
     await hung.stop();
     expect((await instances("ec2-hung")).filter(alive)).toEqual([]);
+  });
+
+  it("takes a runner's token only from its instance's private IP: from anywhere else it is refused as a possible theft", async () => {
+    hypervisor();
+    const warnings: string[] = [];
+    const log = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (_fields: unknown, message: string) => void warnings.push(message) };
+    // The check on (the default): moto's instances are at private IPs, but their runners run on this host, at 127.0.0.1.
+    const { pool: checked } = pool({
+      name: "ec2-address",
+      min: 1,
+      max: 1,
+      log,
+      backend: backend({ controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" } }),
+    });
+    const failure = await checked.start().catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(BootError);
+    const [instance] = await instances("ec2-address");
+    expect(instance!.PrivateIpAddress).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(warnings.find((warning) => warning.startsWith("possible token theft"))).toContain(`but its machine is at ${instance!.PrivateIpAddress}`);
+    await checked.stop();
   });
 
   it("fails a boot at once when its instance powers off before the runner connects", async () => {

@@ -297,6 +297,8 @@ describe.skipIf(!moto.available && !motoRequired)("on the EC2 backend, through m
       EC2_RUNNER_IMAGE: "registry.example.com/image-service:1",
       // Not on EC2: no instance metadata to read the parent's address from.
       EC2_PARENT_ADDRESS: "127.0.0.1",
+      // Runners run on this host, not at the private IPs moto gives their instances.
+      EC2_CHECK_RUNNER_ADDRESS: "false",
       EC2_LISTEN_PORT: "0",
       // Runners must get it too, or their app version differs from the parent's and they are refused.
       FLAME_BUILD_ID: "image-service-test",

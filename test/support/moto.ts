@@ -98,7 +98,8 @@ export function testEc2Backend(
     endpoint,
     credentials: settings.credentials ?? MOTO_CREDENTIALS,
     runnerImage: settings.runnerImage,
-    controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" },
+    // Runners run on this host, not at the private IPs moto gives their instances.
+    controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1", checkRunnerAddress: false },
     statusPollInterval: 100,
     retryDelay: 50,
     ...options,

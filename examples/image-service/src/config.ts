@@ -168,10 +168,15 @@ function ec2Options(env: Env, problems: string[]): Ec2BackendOptions {
   const template = env.EC2_LAUNCH_TEMPLATE;
   if (template) options.launchTemplate = /^lt-[0-9a-f]+$/.test(template) ? { id: template } : { name: template };
   if (tokenTransport === "user-data" || tokenTransport === "ssm") options.tokenTransport = tokenTransport;
-  if (controlPlanePort !== undefined || env.EC2_PARENT_ADDRESS) {
+  const checkRunnerAddress = env.EC2_CHECK_RUNNER_ADDRESS || undefined;
+  if (checkRunnerAddress !== undefined && checkRunnerAddress !== "true" && checkRunnerAddress !== "false") {
+    problems.push(`EC2_CHECK_RUNNER_ADDRESS must be "true" or "false", got ${JSON.stringify(checkRunnerAddress)}`);
+  }
+  if (controlPlanePort !== undefined || env.EC2_PARENT_ADDRESS || checkRunnerAddress === "false") {
     options.controlPlane = {
       ...(controlPlanePort !== undefined ? { port: controlPlanePort } : {}),
       ...(env.EC2_PARENT_ADDRESS ? { advertisedHost: env.EC2_PARENT_ADDRESS } : {}),
+      ...(checkRunnerAddress === "false" ? { checkRunnerAddress: false } : {}),
     };
   }
   if (env.EC2_SPOT === "true") options.spot = true;
