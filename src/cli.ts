@@ -11,6 +11,7 @@ Commands:
   reap [opts]           list runners left behind by a crashed parent; destroy them with --yes
   doctor [opts]         check a backend's configuration: credentials, permissions, the parent's address
   fly-emulator [opts]   run a local Fly Machines API emulator
+  k8s-emulator [opts]   run a local Kubernetes API emulator (pods are local processes)
 Run "flame-ts <command> --help" for a command's options.
   help                  show this text
 `;
@@ -48,6 +49,12 @@ async function main(argv: string[]): Promise<number> {
       const { runFlyEmulatorCommand } = await import("./emulators/fly/cli.js");
       // It keeps serving until SIGINT or SIGTERM.
       await runFlyEmulatorCommand(rest);
+      return 0;
+    }
+    case "k8s-emulator": {
+      const { runK8sEmulatorCommand } = await import("./emulators/kubernetes/cli.js");
+      // It keeps serving until SIGINT or SIGTERM.
+      await runK8sEmulatorCommand(rest);
       return 0;
     }
     case undefined:

@@ -51,6 +51,13 @@ export interface ProvisionedRunner {
    */
   exited?: Promise<string>;
   /**
+   * Rejects with a BackendError when the provider sees the runner fail
+   * before it connects in a way it can name (an image that cannot be pulled,
+   * a container that cannot be configured): the boot fails at once with it,
+   * `retryable` included. Optional; never resolves.
+   */
+  failed?: Promise<never>;
+  /**
    * The IP address the runner will connect from, when the provider knows it
    * (a pod IP, a machine's private IP). The control plane then takes the
    * runner's token from that address only, so a token someone else read

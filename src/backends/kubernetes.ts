@@ -106,7 +106,8 @@ export class KubernetesBackend implements Backend {
       void this.secretOwnedByPod(cluster, request, created);
       const podIP = await abortable(pod.placed, request.signal);
       request.log.debug({ pod: name, podIP }, `runner pod ${name} is on a node, at ${podIP}`);
-      return { runnerId: request.runnerId, providerId: name, address: podIP, exited: pod.exited };
+      const address = this.options.controlPlane.checkRunnerAddress ? podIP : undefined;
+      return { runnerId: request.runnerId, providerId: name, exited: pod.exited, failed: pod.failed, ...(address ? { address } : {}) };
     } catch (error) {
       this.unfollow(request.runnerId);
       await this.remove(cluster, request.runnerId).catch((cleanupError: unknown) =>
@@ -249,9 +250,10 @@ export class KubernetesBackend implements Backend {
   }
 }
 
-/** A followed pod: when it is placed (with its IP), and when it ended (with why). */
+/** A followed pod: when it is placed (with its IP), when it failed in a way Kubernetes names, and when it ended (with why). */
 interface FollowedPod {
   placed: Promise<string>;
+  failed: Promise<never>;
   exited: Promise<string>;
   onChange(pod: PodObject | undefined): void;
   stop(): void;
@@ -263,6 +265,9 @@ function followPod(name: string, grace: number): FollowedPod {
   let rejectPlaced!: (error: BackendError) => void;
   const placed = new Promise<string>((resolve, reject) => ((resolvePlaced = resolve), (rejectPlaced = reject)));
   placed.catch(() => undefined);
+  let rejectFailed!: (error: BackendError) => void;
+  const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
+  failed.catch(() => undefined);
   let resolveExited!: (detail: string) => void;
   const exited = new Promise<string>((resolve) => (resolveExited = resolve));
   let unschedulable: NodeJS.Timeout | undefined;
@@ -272,6 +277,7 @@ function followPod(name: string, grace: number): FollowedPod {
   };
   return {
     placed,
+    failed,
     exited,
     stop: stopGrace,
     onChange(pod) {
@@ -285,7 +291,9 @@ function followPod(name: string, grace: number): FollowedPod {
       if (verdict.kind !== "unschedulable") stopGrace();
       if (verdict.kind === "placed") resolvePlaced(verdict.podIP);
       else if (verdict.kind === "failed") {
-        rejectPlaced(new BackendError(verdict.message, { retryable: verdict.retryable, code: verdict.code }));
+        const failure = new BackendError(verdict.message, { retryable: verdict.retryable, code: verdict.code });
+        rejectPlaced(failure);
+        rejectFailed(failure);
         resolveExited(verdict.message);
       } else if (verdict.kind === "unschedulable" && !unschedulable) {
         unschedulable = setTimeout(

@@ -36,7 +36,9 @@ export async function generateTlsIdentity(commonName = "flame-ts parent"): Promi
   const signatureAlgorithm = new x509.AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
   const now = Date.now();
   const serial = randomBytes(16);
-  serial[0]! &= 0x7f; // a positive INTEGER
+  // A positive INTEGER whose first byte is not 0: DER forbids a leading zero byte (a serial
+  // that began with 0x00 made createSecureContext fail about 1 run in 200).
+  serial[0] = (serial[0]! & 0x7f) | 0x40;
   const tbsCertificate = new x509.TBSCertificate({
     version: x509.Version.v3,
     serialNumber: new Uint8Array(serial).buffer,

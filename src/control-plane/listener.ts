@@ -54,6 +54,8 @@ interface Expected {
   onConnect(socket: WebSocket, peer: string): void;
   /** A second connection presented this runner's used token: someone else has it. */
   onTokenReused?: ((peer: string) => void) | undefined;
+  /** The pool's logger, for what concerns this runner (the listener is shared by every pool of the process). */
+  log?: Logger | undefined;
 }
 
 export class ControlPlane {
@@ -157,8 +159,14 @@ export class ControlPlane {
    * Accepts exactly one connection from `runnerId` presenting `token`. Returns
    * a function that withdraws the expectation (boot gave up).
    */
-  expect(runnerId: string, token: string, onConnect: (socket: WebSocket, peer: string) => void, onTokenReused?: (peer: string) => void): () => void {
-    this.expected.set(runnerId, { tokenDigest: digest(token), onConnect, onTokenReused });
+  expect(
+    runnerId: string,
+    token: string,
+    onConnect: (socket: WebSocket, peer: string) => void,
+    onTokenReused?: (peer: string) => void,
+    log?: Logger,
+  ): () => void {
+    this.expected.set(runnerId, { tokenDigest: digest(token), onConnect, onTokenReused, log });
     return () => {
       this.expected.delete(runnerId);
     };
@@ -195,7 +203,7 @@ export class ControlPlane {
     }
     const peer = canonicalAddress(socket.remoteAddress ?? "");
     if (expected.address !== undefined && peer !== expected.address) {
-      this.log.warn(
+      (expected.log ?? this.log).warn(
         { runnerId, peer: peerAddress(socket), runnerAddress: expected.address },
         `possible token theft: runner ${runnerId}'s one-time token was presented from ${peerAddress(socket)}, but its machine is at ${expected.address}; refused`,
       );
@@ -224,7 +232,7 @@ export class ControlPlane {
    */
   private tokenReused(runnerId: string, used: Expected, peer: string): void {
     this.used.delete(runnerId);
-    this.log.warn({ runnerId, peer }, `possible token theft: runner ${runnerId}'s one-time token was presented again from ${peer}; ending that runner`);
+    (used.log ?? this.log).warn({ runnerId, peer }, `possible token theft: runner ${runnerId}'s one-time token was presented again from ${peer}; ending that runner`);
     used.onTokenReused?.(peer);
   }
 

@@ -52,7 +52,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     const { hello } = reading;
     hello.catch(() => undefined);
     resolveConnected({ socket, peer, ...reading });
-  }, () => context.onTokenReused(runner));
+  }, () => context.onTokenReused(runner), context.log);
   const timer = setTimeout(
     () =>
       abort.abort(
@@ -102,9 +102,11 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     runner.markProvisioned(provisioned);
     if (provisioned.address) context.controlPlane.bindAddress(runner.id, provisioned.address);
 
-    const crashed = provisioned.exited?.then((detail) => {
+    const exited = provisioned.exited?.then((detail) => {
       throw runnerFailure(new BootError(`runner ${runner.id} exited before connecting to the parent: ${detail}`));
     });
+    // What the provider saw go wrong (an image that cannot be pulled) says more than the exit it leads to, and whether to retry.
+    const crashed = provisioned.failed ? Promise.race([provisioned.failed, ...(exited ? [exited] : [])]) : exited;
     crashed?.catch(() => undefined);
     const connection = await Promise.race([connected, aborted, ...(crashed ? [crashed] : [])]);
     socket = connection.socket;

@@ -39,7 +39,8 @@ export class PodWatch {
   /** Follows pod `name`; returns a function that stops following it. */
   follow(name: string, listener: PodListener): () => void {
     this.listeners.set(name, listener);
-    if (!this.loop) {
+    // A loop told to stop (its last pod unfollowed) may not have ended yet: it will not deliver, so start another.
+    if (!this.loop || this.abort?.signal.aborted) {
       const abort = new AbortController();
       this.abort = abort;
       this.loop = this.run(abort.signal).finally(() => {
