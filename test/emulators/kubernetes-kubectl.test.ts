@@ -17,6 +17,8 @@ import { kubernetesRequest, nodeCommand, openWatch, podManifest, startTestKubern
 
 const run = promisify(execFile);
 const kubectlOnPath = (process.env.PATH ?? "").split(delimiter).some((directory) => existsSync(join(directory, "kubectl")));
+// CI installs kubectl and sets this: there, a missing kubectl is a failure, not a skip.
+if (process.env.FLAME_REQUIRE_KUBECTL === "1" && !kubectlOnPath) throw new Error("FLAME_REQUIRE_KUBECTL is set but kubectl is not on PATH (apt-get install kubernetes-client)");
 
 keepProcessesAcrossTests();
 
