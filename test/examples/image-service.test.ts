@@ -2,7 +2,8 @@
  * The example app (examples/image-service) as a user runs it: a real HTTP
  * server process started from source, its renders on real runner processes,
  * stopped with SIGTERM: on the child-process backend, on the Fly backend
- * through the Fly emulator, and on the EC2 backend through moto (where it is
+ * through the Fly emulator, on the Kubernetes backend through the
+ * Kubernetes emulator, and on the EC2 backend through moto (where it is
  * installed), configured by environment variables only.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -12,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 import { afterAll, describe, expect, it } from "vitest";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
+import type { KubernetesEmulator } from "../../src/emulators/kubernetes/emulator.js";
+import { startTestKubernetesEmulator } from "../support/kubernetes.js";
 import { TSX_EXEC_ARGV } from "../support/backends.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { liveMachines, startTestEmulator, TEST_IMAGE } from "../support/fly.js";
@@ -60,7 +63,7 @@ async function startService(env: Record<string, string>): Promise<Service> {
 function cleanEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const name of Object.keys(env)) {
-    if (/^(FLAME_|FLY_|POOL_|EC2_|AWS_|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
+    if (/^(FLAME_|FLY_|POOL_|EC2_|AWS_|POD_|KUBE|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
   }
   return env;
 }
@@ -267,6 +270,45 @@ describe("on the Fly backend, through the Fly emulator", () => {
     const destroyed = emulator.requests().filter((request) => request.operationId === "Machines_delete" && request.status === 200);
     expect([...new Set(destroyed.map((request) => request.path.split("/").pop()))].sort()).toEqual(machines.map((machine) => machine.id).sort());
     await waitFor(() => liveMachines(emulator).length === 0, "the runner machines to be destroyed", 5_000);
+  });
+});
+
+describe("on the Kubernetes backend, through the Kubernetes emulator", () => {
+  let emulator: KubernetesEmulator;
+
+  afterAll(async () => {
+    await emulator?.close();
+  });
+
+  it("renders on pods of its own pod's image, configured by the downward API's variables, and deletes them on SIGTERM", async () => {
+    emulator = await startTestKubernetesEmulator({ namespace: "image-service" });
+    // The service "runs in" this pod: runners get its image and belong to it.
+    emulator.addExternalPod({ name: "image-service-7c9", namespace: "image-service", image: "registry.example.com/image-service:v1" });
+    const service = await startService({
+      FLAME_BACKEND: "kubernetes",
+      KUBECONFIG: await emulator.writeKubeconfig(),
+      POD_NAME: "image-service-7c9",
+      POD_NAMESPACE: "image-service",
+      POD_IP: "127.0.0.1",
+      // Any free port: other tests run beside this one (the default, 3526, is what a NetworkPolicy names).
+      KUBERNETES_LISTEN_PORT: "0",
+      POOL_MAX: "2",
+      RUNNER_COMMAND: JSON.stringify([process.execPath, ...TSX_EXEC_ARGV, "src/cli.ts", "runner", "examples/image-service/src/pool.ts"]),
+    });
+    const images = await Promise.all([1, 2].map((zoom) => fetchPng(`${service.url}/fractal?width=120&height=80&zoom=${zoom}`)));
+    for (const image of images) expect([image.width, image.height]).toEqual([120, 80]);
+    expect((await stats(service)).backend).toBe("kubernetes");
+    const pods = emulator.pods("image-service").filter((pod: any) => pod.metadata.labels?.["app.kubernetes.io/managed-by"] === "flame-ts") as any[];
+    expect(pods.length).toBeGreaterThanOrEqual(1);
+    for (const pod of pods) {
+      expect(pod.spec.containers[0].image).toBe("registry.example.com/image-service:v1");
+      expect(pod.metadata.ownerReferences[0].name).toBe("image-service-7c9");
+    }
+    expect(emulator.violations()).toEqual([]);
+    expect(await stopService(service)).toEqual({ code: 0, signal: null });
+    // The pool deleted its pods and Secrets through the API before the service exited.
+    const managed = (object: any) => object.metadata.labels?.["app.kubernetes.io/managed-by"] === "flame-ts";
+    await waitFor(() => !emulator.pods("image-service").some(managed) && !emulator.secrets("image-service").some(managed), "the runner pods and Secrets to be deleted", 5_000);
   });
 });
 

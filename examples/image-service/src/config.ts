@@ -200,7 +200,12 @@ function kubernetesOptions(env: Env, problems: string[]): KubernetesBackendOptio
     );
   }
   const command = runnerCommandWords(env, problems);
-  return { ...(image ? { image, parentPod: false } : {}), ...(command ? { command } : {}) };
+  const port = new Reader(env, problems).optionalInteger("KUBERNETES_LISTEN_PORT", 0, 65_535);
+  return {
+    ...(image ? { image, parentPod: false } : {}),
+    ...(command ? { command } : {}),
+    ...(port !== undefined ? { controlPlane: { port } } : {}),
+  };
 }
 
 /**
