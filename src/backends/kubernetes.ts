@@ -328,6 +328,15 @@ async function createObject(cluster: Cluster, resource: "pods" | "secrets", body
         const existing = await cluster.api.send("GET", `${namespacePath(cluster)}/${resource}/${name}`, action);
         const object = existing.body as PodObject;
         if (existing.status === 200 && object?.metadata?.annotations?.[LABELS.runner] === request.runnerId) return object;
+        // Someone else's object by that name will not go away by retrying; a conflict over nothing may.
+        if (existing.status === 200) {
+          throw new KubernetesApiError(`could not ${action}: a ${resource === "pods" ? "pod" : "Secret"} named ${name} exists and is not this runner's`, {
+            retryable: false,
+            status: 409,
+            reason: "AlreadyExists",
+            code: ERROR_CODES.FLAME_KUBERNETES_INVALID_CONFIGURATION,
+          });
+        }
       }
       throw cluster.api.errorFor(response, options);
     },
@@ -335,7 +344,7 @@ async function createObject(cluster: Cluster, resource: "pods" | "secrets", body
       deadline: request.deadline,
       signal: request.signal,
       shouldRetry: (error) => {
-        if (!(error instanceof KubernetesApiError) || !error.retryable || error.status === 409) return false;
+        if (!(error instanceof KubernetesApiError) || !error.retryable) return false;
         return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
       },
     },

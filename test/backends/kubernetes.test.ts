@@ -162,6 +162,7 @@ describe("KubernetesBackend on the emulator", () => {
   it("retries 429 (after its Retry-After), 409 and 5xx from the API, and fails at once on 403 naming the missing verb", async () => {
     emulator.failNext("createSecret", { status: 429, retryAfter: 0, times: 2 });
     emulator.failNext("createPod", { status: 503, times: 1 });
+    emulator.failNext("createPod", { status: 409, times: 1 });
     emulator.failNext("deletePod", { status: 500, times: 1 });
     const { pool, add } = makePool({ name: "k8s-retry", max: 1, backend: backend(), idleShutdownAfter: 100 });
     pools.push(pool);
@@ -169,9 +170,17 @@ describe("KubernetesBackend on the emulator", () => {
     await waitFor(() => runnerPods().length === 0, "the idle runner's pod to be deleted through the 500");
 
     emulator.failNext("createPod", { status: 403, message: 'pods is forbidden: User "system:serviceaccount:jobs:flame-parent" cannot create resource "pods"' });
-    const forbidden = await makePool({ name: "k8s-forbidden", max: 1, backend: backend() }).add(1, 1).catch((error: unknown) => error);
+    const refused = makePool({ name: "k8s-forbidden", max: 1, backend: backend() });
+    pools.push(refused.pool);
+    const forbidden = await refused.add(1, 1).catch((error: unknown) => error);
     expect((forbidden as Error).message).toMatch(/forbidden \(HTTP 403\).*needs verb "create" on resource "pods"/);
     expect((forbidden as BootError).retryable).toBe(false);
+
+    emulator.failNext("createSecret", { status: 401 });
+    const unauthorized = await refused.add(1, 1).catch((error: unknown) => error);
+    expect((unauthorized as Error).message).toMatch(/rejected the credentials from the kubeconfig .* \(HTTP 401\)/);
+    expect((unauthorized as BootError).cause).toMatchObject({ code: "FLAME_KUBERNETES_UNAUTHORIZED", retryable: false });
+    expect(JSON.stringify(unauthorized)).not.toContain(emulator.token);
   });
 
   it("keeps following pods through dropped watches and a 410, with no boot lost", async () => {
