@@ -24,8 +24,14 @@ const COMMON_NAME = "2.5.4.3";
 /** Long enough for any parent's lifetime between restarts; the key never leaves the process. */
 const VALIDITY_DAYS = 397;
 
-/** A fresh ECDSA P-256 key and a self-signed certificate for it. */
-export async function generateTlsIdentity(commonName = "flame-ts parent"): Promise<TlsIdentity> {
+/**
+ * A fresh ECDSA P-256 key and a self-signed certificate for it. Runners pin
+ * the certificate itself, so by default it names no host; `hosts` (IP
+ * addresses or DNS names) adds them as subjectAltName, with the key usages,
+ * for clients that check the server's name (Go's, such as kubectl, ignore the
+ * common name), as the Kubernetes emulator's serving certificate needs.
+ */
+export async function generateTlsIdentity(commonName = "flame-ts parent", hosts: string[] = []): Promise<TlsIdentity> {
   const [{ AsnConvert, OctetString }, x509] = await Promise.all([import("@peculiar/asn1-schema"), import("@peculiar/asn1-x509")]);
   const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const name = new x509.Name([
@@ -33,6 +39,8 @@ export async function generateTlsIdentity(commonName = "flame-ts parent"): Promi
       new x509.AttributeTypeAndValue({ type: COMMON_NAME, value: new x509.AttributeValue({ utf8String: commonName }) }),
     ]),
   ]);
+  const extension = (extnID: string, critical: boolean, value: unknown) =>
+    new x509.Extension({ extnID, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
   const signatureAlgorithm = new x509.AlgorithmIdentifier({ algorithm: ECDSA_WITH_SHA256 });
   const now = Date.now();
   const serial = randomBytes(16);
@@ -49,12 +57,21 @@ export async function generateTlsIdentity(commonName = "flame-ts parent"): Promi
     validity: new x509.Validity({ notBefore: new Date(now - 60_000), notAfter: new Date(now + VALIDITY_DAYS * 86_400_000) }),
     subjectPublicKeyInfo: AsnConvert.parse(publicKey.export({ type: "spki", format: "der" }), x509.SubjectPublicKeyInfo),
     extensions: new x509.Extensions([
-      // Its own trust anchor: runners give it as their only CA.
-      new x509.Extension({
-        extnID: x509.id_ce_basicConstraints,
-        critical: true,
-        extnValue: new OctetString(AsnConvert.serialize(new x509.BasicConstraints({ cA: true }))),
-      }),
+      // Its own trust anchor: runners (or a kubeconfig) give it as their only CA.
+      extension(x509.id_ce_basicConstraints, true, new x509.BasicConstraints({ cA: true })),
+      ...(hosts.length === 0
+        ? []
+        : [
+            extension(x509.id_ce_keyUsage, true, new x509.KeyUsage(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign)),
+            extension(x509.id_ce_extKeyUsage, false, new x509.ExtendedKeyUsage([x509.id_kp_serverAuth])),
+            extension(
+              x509.id_ce_subjectAltName,
+              false,
+              new x509.SubjectAlternativeName(
+                hosts.map((host) => (/^[\d.]+$/.test(host) || host.includes(":") ? new x509.GeneralName({ iPAddress: host }) : new x509.GeneralName({ dNSName: host }))),
+              ),
+            ),
+          ]),
     ]),
   });
   const signature = sign("sha256", Buffer.from(AsnConvert.serialize(tbsCertificate)), privateKey);

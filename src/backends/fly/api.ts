@@ -7,6 +7,7 @@
  */
 import type * as Undici from "undici";
 import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
+import { headerValue, isSuccess, parseBody, stringField } from "../http-response.js";
 import { parseRetryAfter, retry, type RetryVerdict } from "../../retry.js";
 
 /** What came back from one request. */
@@ -157,8 +158,8 @@ export class FlyApiClient {
   /** The BackendError for a failed response: 401 names the token, capacity says so, others carry Fly's text. */
   errorFor(response: FlyResponse, action: string): FlyApiError {
     const { status, requestId, retryAfter } = response;
-    const flyStatus = fieldOf(response.body, "status");
-    const text = fieldOf(response.body, "error") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
+    const flyStatus = stringField(response.body, "status");
+    const text = stringField(response.body, "error") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
     const suffix = `${text ? `: ${text}` : ""} (fly-request-id ${requestId ?? "none"})`;
     if (status === 401) {
       return new FlyApiError(
@@ -219,30 +220,7 @@ function authorizationHeader(token: string): string {
   return /^FlyV1 /.test(token) ? token : `Bearer ${token}`;
 }
 
-function isSuccess(status: number): boolean {
-  return status >= 200 && status < 300;
-}
-
 function isCapacityError(status: number, flyStatus: string | undefined, text: string): boolean {
   if (flyStatus === "insufficient_capacity") return true;
   return status >= 400 && /insufficient (capacity|resources|memory)|no capacity/i.test(text);
-}
-
-function fieldOf(body: unknown, key: string): string | undefined {
-  if (typeof body !== "object" || body === null) return undefined;
-  const value = (body as Record<string, unknown>)[key];
-  return typeof value === "string" ? value : undefined;
-}
-
-function parseBody(text: string): unknown {
-  if (text === "") return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

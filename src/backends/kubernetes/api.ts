@@ -13,6 +13,7 @@
  */
 import type * as Undici from "undici";
 import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
+import { headerValue, isSuccess, parseBody, stringField } from "../http-response.js";
 import { parseRetryAfter, retry } from "../../retry.js";
 import type { ClusterCredentials } from "./credentials.js";
 
@@ -145,8 +146,8 @@ export class KubernetesApiClient {
   /** The error for a failed response, in the words of the API server, with what to do about 401 and 403. */
   errorFor(response: KubernetesResponse, options: Pick<RetriedRequestOptions, "action" | "rbac" | "namespace">): KubernetesApiError {
     const { status, retryAfter } = response;
-    const reason = fieldOf(response.body, "reason");
-    const serverMessage = fieldOf(response.body, "message") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
+    const reason = stringField(response.body, "reason");
+    const serverMessage = stringField(response.body, "message") ?? (typeof response.body === "string" ? response.body.slice(0, 500) : "");
     const said = serverMessage ? `: ${serverMessage}` : "";
     const base = { status, reason, retryAfter };
     if (status === 401) {
@@ -221,27 +222,4 @@ export class KubernetesApiClient {
 function undici(): Promise<typeof Undici> {
   undiciModule ??= import("undici");
   return undiciModule;
-}
-
-function isSuccess(status: number): boolean {
-  return status >= 200 && status < 300;
-}
-
-function fieldOf(body: unknown, key: string): string | undefined {
-  if (typeof body !== "object" || body === null) return undefined;
-  const value = (body as Record<string, unknown>)[key];
-  return typeof value === "string" ? value : undefined;
-}
-
-function parseBody(text: string): unknown {
-  if (text === "") return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

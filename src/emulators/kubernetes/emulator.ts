@@ -20,7 +20,7 @@ import { dirname } from "node:path";
 import * as v from "valibot";
 import { milliseconds, parseOptions } from "../../validation.js";
 import { KubernetesApi, type ApiFault, type RecordedRequest, type Violation } from "./api.js";
-import { generateServingCertificate } from "./certificate.js";
+import { generateTlsIdentity } from "../../control-plane/certificate.js";
 import { EmulatedCluster, type ExternalPodSpec } from "./cluster.js";
 import { writeKubeconfigFile, writeServiceAccountDirectory, type InClusterConfiguration } from "./kubeconfig.js";
 import type { PodFault } from "./pod.js";
@@ -168,7 +168,8 @@ const optionsSchema = v.strictObject({
 export async function startKubernetesEmulator(input: KubernetesEmulatorOptions = {}): Promise<KubernetesEmulator> {
   const options = parseOptions("Kubernetes emulator", optionsSchema, input);
   const validator = options.validate ? await SchemaValidator.load(options.invokedFrom === "cli" ? "--no-validate" : "validate: false") : undefined;
-  const certificate = options.tls ? await generateServingCertificate() : undefined;
+  // With subjectAltName: kubectl and client-go check the server's address against it.
+  const certificate = options.tls ? await generateTlsIdentity("flame-ts kubernetes emulator", ["127.0.0.1", "localhost"]) : undefined;
   const token = options.token ?? randomBytes(24).toString("base64url");
   const user = `system:serviceaccount:${options.namespace}:${options.serviceAccount}`;
   let api: KubernetesApi | undefined;
