@@ -148,6 +148,18 @@ describe("KubernetesBackend on the emulator", () => {
     });
   }
 
+  it("a boot that times out (a pod never scheduled in time) deletes its pod and Secret", async () => {
+    emulator.nextPods({ kind: "slow-scheduling", delay: 10_000 });
+    const { pool, add } = makePool({ name: "k8s-timeout", max: 1, backend: backend(), bootTimeout: 800 });
+    pools.push(pool);
+    const call = add(1, 1).catch((error: unknown) => error);
+    await waitFor(() => runnerPods().length === 1, "the runner's pod");
+    const pod = runnerPods()[0].metadata.name;
+    const failure = await call;
+    expect((failure as Error).message).toMatch(/within bootTimeout \(800 ms\).*have not connected back/);
+    await waitFor(() => !runnerPods().some((candidate) => candidate.metadata.name === pod) && !runnerSecrets().some((secret) => secret.metadata.name.startsWith(pod)), "the timed-out runner's pod and Secret to be deleted");
+  });
+
   it("an evicted runner fails its call as a runner exit, and the pool boots another", async () => {
     const { pool, sleep, add } = makePool({ name: "k8s-evict", max: 1, backend: backend() });
     pools.push(pool);
