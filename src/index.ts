@@ -50,6 +50,18 @@ export {
 export { isRunner, currentRunner, type RunnerIdentity } from "./runtime.js";
 export { consoleLogger, type Logger, type LogLevel } from "./log.js";
 export {
+  CALL_CHANNEL,
+  BOOT_START_CHANNEL,
+  BOOT_END_CHANNEL,
+  SHRINK_CHANNEL,
+  RUNNER_EXIT_CHANNEL,
+  type CallChannelContext,
+  type BootStartMessage,
+  type BootEndMessage,
+  type ShrinkMessage,
+  type RunnerExitMessage,
+} from "./observability/channels.js";
+export {
   ERROR_CODES,
   type FlameErrorCode,
   FlameError,

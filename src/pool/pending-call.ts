@@ -6,6 +6,9 @@
  */
 import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, UnknownFunctionError } from "../errors.js";
 import type { ResultMessage, SerializedError } from "../protocol/messages.js";
+import type { CallTrace } from "../observability/call-trace.js";
+import type { CallChannelContext } from "../observability/channels.js";
+import type { CallMeter } from "../observability/metrics.js";
 import type { InFlightCall, Runner } from "./runner.js";
 
 export interface PendingCallOptions {
@@ -26,6 +29,12 @@ export interface PendingCallOptions {
   signal?: AbortSignal | undefined;
   /** Called once the call is on a runner (placeChild uses it to learn the runner). */
   onPlaced?: ((runner: Runner) => void) | undefined;
+  /** The call's OpenTelemetry span, when it is traced: told when the call queues, is placed and settles. */
+  trace?: CallTrace | undefined;
+  /** The call's measurements, when a MeterProvider is registered. */
+  meter?: CallMeter | undefined;
+  /** The `flame-ts:call` channel's context, when someone subscribes: it learns the runner id. */
+  channelContext?: CallChannelContext | undefined;
 }
 
 export class PendingCall implements InFlightCall {
@@ -39,6 +48,9 @@ export class PendingCall implements InFlightCall {
   private readonly resolve: (value: unknown) => void;
   private readonly reject: (error: Error) => void;
   private readonly onGiveUp: PendingCallOptions["onGiveUp"];
+  private readonly trace: CallTrace | undefined;
+  private readonly meter: CallMeter | undefined;
+  private readonly channelContext: CallChannelContext | undefined;
   runner: Runner | undefined;
   /** Set by the runner when the caller gave up but the function may still be running there. */
   abandoned = false;
@@ -61,6 +73,9 @@ export class PendingCall implements InFlightCall {
       reject: this.reject,
       onGiveUp: this.onGiveUp,
       onPlaced: this.onPlaced,
+      trace: this.trace,
+      meter: this.meter,
+      channelContext: this.channelContext,
     } = options);
     const { signal, functionId } = options;
     if (signal) {
@@ -82,6 +97,9 @@ export class PendingCall implements InFlightCall {
   waitAtMost(milliseconds: number, onExpire: () => Error): void {
     if (this.settled) return;
     clearTimeout(this.timer);
+    // The wait for a runner starts here (the Scheduler bounds it as it queues the call).
+    this.trace?.queued();
+    this.meter?.queued();
     this.queueDeadline = Date.now() + milliseconds;
     this.timer = setTimeout(() => {
       if (this.settled) return;
@@ -92,7 +110,10 @@ export class PendingCall implements InFlightCall {
   /** The call is now on `runner`: the queue timer gives way to the execution timeout. */
   placed(runner: Runner): void {
     this.runner = runner;
+    if (this.channelContext) this.channelContext.runnerId = runner.id;
     if (this.settled) return;
+    this.trace?.placed(runner);
+    this.meter?.placed();
     clearTimeout(this.timer);
     this.timer = undefined;
     if (Number.isFinite(this.executionTimeout)) {
@@ -115,12 +136,16 @@ export class PendingCall implements InFlightCall {
   fail(error: Error): void {
     if (this.settled) return;
     this.cleanup();
+    this.trace?.finished(error);
+    this.meter?.finished(error);
     this.reject(error);
   }
 
   private succeed(value: unknown): void {
     if (this.settled) return;
     this.cleanup();
+    this.trace?.finished();
+    this.meter?.finished();
     this.resolve(value);
   }
 

@@ -26,6 +26,10 @@ import { PendingCall } from "./pending-call.js";
 import type { Runner } from "./runner.js";
 import { Scheduler } from "./scheduler.js";
 import { startChild, type PlacedChild } from "./child.js";
+import { CallTrace } from "../observability/call-trace.js";
+import { PoolMetrics, type CallMeter } from "../observability/metrics.js";
+import { withTraceIds } from "../observability/log-correlation.js";
+import { callChannel, callChannelHasSubscribers, type CallChannelContext } from "../observability/channels.js";
 
 /** What `pool.stats()` returns: a snapshot of the pool's runners and calls. */
 export interface PoolStats {
@@ -57,6 +61,7 @@ export class Pool implements AsyncDisposable {
   private readonly log: Logger;
   private readonly functions = new Map<string, (...args: any[]) => unknown>();
   private readonly scheduler: Scheduler;
+  private readonly metrics: PoolMetrics;
   /** The backend runners boot on (a ProcessBackend unless one was given). */
   readonly backend: Backend;
   private stopping: Promise<void> | undefined;
@@ -69,7 +74,15 @@ export class Pool implements AsyncDisposable {
     this.options = resolvePoolOptions(options, { constructedIn: constructingModule(), onRunner: isRunner() });
     this.name = this.options.name;
     this.backend = this.options.backend ?? new ProcessBackend();
-    this.log = childLogger(resolveLogger(this.options.log), { pool: this.name });
+    this.log = childLogger(withTraceIds(resolveLogger(this.options.log)), { pool: this.name });
+    this.metrics = new PoolMetrics(this.name, this.backend.name, {
+      runnersByState: () => {
+        const { booting, idle, busy, draining, stopping } = this.scheduler.runners.countByState();
+        return { booting, idle, busy, draining, stopping };
+      },
+      inFlight: () => this.scheduler.runners.totalLoad(),
+      queued: () => this.scheduler.queue.size,
+    });
     this.scheduler = new Scheduler({
       name: this.name,
       options: this.options,
@@ -77,7 +90,10 @@ export class Pool implements AsyncDisposable {
       bootTimeout: this.options.bootTimeout ?? this.backend.defaultBootTimeout ?? DEFAULT_BOOT_TIMEOUT,
       appVersion: appVersion(this.options.entry),
       log: this.log,
+      metrics: this.metrics,
     });
+    // A runner's copy of the pool keeps no runners: it has nothing to gauge.
+    if (!isRunner()) this.metrics.attach();
     registerPool(this);
   }
 
@@ -166,7 +182,10 @@ export class Pool implements AsyncDisposable {
    * then terminates every runner through the backend.
    */
   stop(): Promise<void> {
-    this.stopping ??= this.scheduler.stop().then(() => unregisterPool(this));
+    this.stopping ??= this.scheduler.stop().then(() => {
+      this.metrics.detach();
+      unregisterPool(this);
+    });
     return this.stopping;
   }
 
@@ -210,22 +229,41 @@ export class Pool implements AsyncDisposable {
     child: boolean,
     onPlaced?: (runner: Runner) => void,
   ): Promise<unknown> {
+    if (!isDefinedFunction(fn) || fn.poolName !== this.name) {
+      return this.refuse(new InvalidOptionError(`pool "${this.name}" can only call functions it defined with pool.define()`));
+    }
+    if (!Array.isArray(args)) return this.refuse(new InvalidOptionError(`pool "${this.name}": arguments of "${fn.functionId}" must be an array`));
+    // Checked per call, so a subscriber that comes later sees the calls from then on.
+    if (!callChannelHasSubscribers()) return this.startCall(fn.functionId, args, options, child, onPlaced);
+    const context: CallChannelContext = { pool: this.name, functionId: fn.functionId, argsLength: args.length, child };
+    return callChannel.tracePromise(() => this.startCall(fn.functionId, args, options, child, onPlaced, context), context);
+  }
+
+  private startCall(
+    functionId: string,
+    args: unknown[],
+    options: CallOptions | undefined,
+    child: boolean,
+    onPlaced: ((runner: Runner) => void) | undefined,
+    channelContext?: CallChannelContext,
+  ): Promise<unknown> {
+    let trace: CallTrace | undefined;
+    let meter: CallMeter | undefined;
     try {
-      if (!isDefinedFunction(fn) || fn.poolName !== this.name) {
-        throw new InvalidOptionError(`pool "${this.name}" can only call functions it defined with pool.define()`);
-      }
-      if (!Array.isArray(args)) throw new InvalidOptionError(`pool "${this.name}": arguments of "${fn.functionId}" must be an array`);
       const callOptions = resolveCallOptions(options);
       this.assertRunning();
-      if (callsAreUnguarded()) throw new UnguardedCallError(fn.functionId);
-      if (callOptions.signal?.aborted) throw new CallAbortedError(fn.functionId, callOptions.signal.reason);
+      if (callsAreUnguarded()) throw new UnguardedCallError(functionId);
+      if (callOptions.signal?.aborted) throw new CallAbortedError(functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
       const timeout = callOptions.timeout ?? this.options.timeout;
-      const frame = encodeMessage({ type: "call", callId, functionId: fn.functionId, args, child, timeout });
+      trace = CallTrace.start({ pool: this.name, functionId, backend: this.backend.name });
+      meter = this.metrics.startCall(functionId);
+      const traceContext = trace?.traceContext;
+      const frame = encodeMessage({ type: "call", callId, functionId, args, child, timeout, ...(traceContext ? { traceContext } : {}) });
       return new Promise((resolve, reject) => {
         const call = new PendingCall({
           callId,
-          functionId: fn.functionId,
+          functionId,
           frame,
           poolName: this.name,
           child,
@@ -241,13 +279,23 @@ export class Pool implements AsyncDisposable {
           onGiveUp: (pending, reason) => this.scheduler.giveUp(pending, reason),
           signal: callOptions.signal,
           onPlaced,
+          trace,
+          meter,
+          channelContext,
         });
         this.scheduler.submit(call);
       });
     } catch (error) {
-      this.failed += 1;
-      return Promise.reject(error);
+      trace?.finished(error as Error);
+      meter?.finished(error as Error);
+      return this.refuse(error);
     }
+  }
+
+  /** A call that fails before it is made: counted, and returned as a rejection (calls never throw). */
+  private refuse(error: unknown): Promise<never> {
+    this.failed += 1;
+    return Promise.reject(error);
   }
 
   private assertRunning(): void {

@@ -63,6 +63,9 @@ export class Runner {
   private missedPongs = 0;
   private idleCheckReplies = new Map<number, (shutdown: boolean) => void>();
   private nextIdleCheckId = 1;
+  /** performance.now() when the pool began booting it (it is made for its boot). */
+  readonly bootStartedAt = performance.now();
+  private becameReadyAt: number | undefined;
 
   constructor(
     readonly id: string,
@@ -73,6 +76,11 @@ export class Runner {
 
   get state(): RunnerState {
     return this.lifecycle;
+  }
+
+  /** performance.now() when it became ready; undefined before. A call span uses it to show the boot it waited for. */
+  get readyAt(): number | undefined {
+    return this.becameReadyAt;
   }
 
   /** Why the pool took this runner out of routing or let it go, if it did; undefined for a runner that just died. */
@@ -209,6 +217,7 @@ export class Runner {
   markReady(earlier: ReadonlyArray<Buffer | undefined> = []): void {
     if (this.lifecycle !== "booting") return;
     this.lifecycle = "ready";
+    this.becameReadyAt = performance.now();
     for (const frame of earlier) {
       // A frame that broke the protocol has ended the runner (receive changes the state).
       if ((this.lifecycle as RunnerState) === "exited") return;

@@ -16,6 +16,8 @@ import type { ResolvedPoolOptions, ShrinkReason } from "./options.js";
 import type { PendingCall } from "./pending-call.js";
 import { Runner, type RunnerEvents, type RunnerState } from "./runner.js";
 import { RunnerSet } from "./runner-set.js";
+import { bootEndChannel, bootStartChannel, runnerExitChannel, shrinkChannel } from "../observability/channels.js";
+import type { PoolMetrics } from "../observability/metrics.js";
 
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
 const IDLE_CHECK_TIMEOUT = 5_000;
@@ -28,6 +30,8 @@ export interface SchedulerSettings {
   bootTimeout: number;
   appVersion: string;
   log: Logger;
+  /** The pool's metrics: the Scheduler records its boots there. */
+  metrics?: PoolMetrics;
   /**
    * @internal How one runner boots; by default through the backend and the
    * control plane. Tests of the Scheduler's policies give a fake that attaches
@@ -49,6 +53,7 @@ export class Scheduler {
   private readonly bootTimeout: number;
   private readonly appVersion: string;
   private readonly log: Logger;
+  private readonly metrics: PoolMetrics | undefined;
   private readonly stopController = new AbortController();
   private readonly runnerEvents: RunnerEvents = {
     callFinished: (runner) => this.onCallFinished(runner),
@@ -78,6 +83,7 @@ export class Scheduler {
     this.bootTimeout = settings.bootTimeout;
     this.appVersion = settings.appVersion;
     this.log = settings.log;
+    this.metrics = settings.metrics;
   }
 
   /** Boots runners until `min` are booted or booting; resolves when those boots end. */
@@ -207,10 +213,14 @@ export class Scheduler {
     callHook(this.log, "onGrowStart", () => this.options.onGrowStart?.(info));
     this.log.debug({ runnerId }, "booting runner");
     const startedAt = Date.now();
+    const backend = this.backend.name;
+    bootStartChannel.publish(() => ({ pool: this.name, runnerId, backend }));
     const booting = this.launch(runner)
       .then(
         () => {
           this.backoff.succeeded(Date.now() - startedAt);
+          bootEndChannel.publish(() => ({ pool: this.name, runnerId, backend, outcome: "ok", duration: Date.now() - startedAt }));
+          this.metrics?.bootEnded(Date.now() - startedAt);
           callHook(this.log, "onGrowEnd", () => this.options.onGrowEnd?.({ ok: true }, info));
           this.log.debug({ runnerId }, "runner connected");
           if (!this.running) return this.retire(runner, "stopped");
@@ -219,6 +229,8 @@ export class Scheduler {
         },
         (error: Error) => {
           this.runners.delete(runner);
+          bootEndChannel.publish(() => ({ pool: this.name, runnerId, backend, outcome: "error", duration: Date.now() - startedAt, error }));
+          this.metrics?.bootEnded(Date.now() - startedAt, error);
           callHook(this.log, "onGrowEnd", () => this.options.onGrowEnd?.({ ok: false, error }, info));
           this.onBootFailed(error, Date.now() - startedAt, runnerId);
           throw error;
@@ -355,6 +367,7 @@ export class Scheduler {
   /** Shuts a runner down through the backend; it leaves the pool with `reason`. */
   private async retire(runner: Runner, reason: ShrinkReason): Promise<void> {
     if (!runner.beginStopping(reason)) return;
+    shrinkChannel.publish(() => ({ pool: this.name, runnerId: runner.id, reason }));
     runner.requestShutdown(reason);
     await this.terminate(runner);
     runner.markExited(`shut down (${reason})`);
@@ -376,6 +389,7 @@ export class Scheduler {
     const expected = runner.leaveReason !== undefined;
     if (!expected) void this.terminate(runner);
     if (!expected) this.log.warn({ runnerId: runner.id }, `runner exited unexpectedly: ${detail}`);
+    runnerExitChannel.publish(() => ({ pool: this.name, runnerId: runner.id, reason, expected, detail }));
     callHook(this.log, "onShrink", () =>
       this.options.onShrink?.({ name: this.name, count: this.runners.size, runnerId: runner.id, reason }),
     );

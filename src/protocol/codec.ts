@@ -7,13 +7,15 @@
  *
  * A frame is one kind byte, then a V8 stream:
  *   CONTROL  [0] header, message                      (hello, log, cancel, ...)
- *   CALL     [1] header, callId, flags, timeout, functionId, args
+ *   CALL     [1] header, callId, flags, timeout, functionId, [traceContext], args
  *   RESULT   [2] header, callId, ok, value | error
  * Calls and results carry their id ahead of the user's values, so a value
  * that cannot be decoded (V8 encodes objects nested deeper than it can
  * decode) fails only its own call, never the connection. A frame whose first
  * byte is V8's version tag (0xFF) is a protocol-1 message: only its hello is
  * read, so an old runner meets a version mismatch rather than garbage.
+ * A call's trace context is written only when its flag says so: an untraced
+ * call pays nothing for it.
  *
  * Decoding checks every frame's shape (validate.ts) before anyone reads it;
  * a frame that fails throws ProtocolError, and its connection must be closed.
@@ -35,6 +37,7 @@ import {
   validateParentControl,
   validateRunnerControl,
   validateSerializedError,
+  validateTraceContext,
 } from "./validate.js";
 
 const KIND_CONTROL = 0;
@@ -43,6 +46,8 @@ const KIND_RESULT = 2;
 const KIND_PROTOCOL_1 = 0xff;
 
 const CALL_IS_CHILD = 1;
+const CALL_HAS_TRACE_CONTEXT = 2;
+const KNOWN_CALL_FLAGS = CALL_IS_CHILD | CALL_HAS_TRACE_CONTEXT;
 const KIND_BYTES = [Buffer.of(KIND_CONTROL), Buffer.of(KIND_CALL), Buffer.of(KIND_RESULT)] as const;
 
 /** Longest function id on the wire (ids are defined with at most 200 characters). */
@@ -98,9 +103,10 @@ function serializeFrame(message: ParentMessage | RunnerMessage): Buffer {
       serializer.writeRawBytes(KIND_BYTES[KIND_CALL]);
       serializer.writeHeader();
       serializer.writeDouble(message.callId);
-      serializer.writeUint32(message.child ? CALL_IS_CHILD : 0);
+      serializer.writeUint32((message.child ? CALL_IS_CHILD : 0) | (message.traceContext ? CALL_HAS_TRACE_CONTEXT : 0));
       serializer.writeDouble(message.timeout ?? Infinity);
       serializer.writeValue(message.functionId);
+      if (message.traceContext) serializer.writeValue(message.traceContext);
       serializer.writeValue(message.args);
       break;
     case "result":
@@ -178,7 +184,7 @@ function readFlags(deserializer: DefaultDeserializer, what: string): number {
 function readCall(deserializer: DefaultDeserializer): DecodedCall {
   const callId = id(readNumber(deserializer, "call id"), "call.callId");
   const flags = readFlags(deserializer, "call flags");
-  if (flags > CALL_IS_CHILD) throw new ProtocolError(`call ${callId} has unknown flags ${flags}`);
+  if ((flags & ~KNOWN_CALL_FLAGS) !== 0) throw new ProtocolError(`call ${callId} has unknown flags ${flags}`);
   const timeout = readNumber(deserializer, "call timeout");
   if (!(timeout >= 0)) throw new ProtocolError(`call ${callId} has an invalid timeout`);
   const functionId = readEnvelope(deserializer);
@@ -187,6 +193,7 @@ function readCall(deserializer: DefaultDeserializer): DecodedCall {
   }
   const call: DecodedCall = { type: "call", callId, functionId, args: [] };
   if (flags & CALL_IS_CHILD) call.child = true;
+  if (flags & CALL_HAS_TRACE_CONTEXT) call.traceContext = validateTraceContext(readEnvelope(deserializer));
   if (timeout !== Infinity) call.timeout = timeout;
   let args: unknown;
   try {

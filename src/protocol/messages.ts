@@ -5,7 +5,7 @@
  * Bump PROTOCOL_VERSION on any incompatible change: a runner whose version
  * differs is refused at hello.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** HTTP headers the runner sends on the WebSocket upgrade. */
 export const RUNNER_ID_HEADER = "x-flame-runner";
@@ -79,7 +79,16 @@ export interface CallMessage {
   child?: boolean;
   /** The call's execution timeout in ms (absent or Infinity: none); the runner derives the deadline `currentCall()` reports. */
   timeout?: number;
+  /**
+   * The caller's trace context as the registered OpenTelemetry propagator
+   * wrote it (W3C `traceparent`, `tracestate`, ...): the runner's span for the
+   * call becomes its child. Absent when nothing is traced (added in protocol 3).
+   */
+  traceContext?: TraceContextCarrier;
 }
+
+/** Propagation fields of a trace context: header-like names to string values (see validate.ts for the limits). */
+export type TraceContextCarrier = Record<string, string>;
 
 export interface CancelMessage {
   type: "cancel";

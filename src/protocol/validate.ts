@@ -17,6 +17,7 @@ import type {
   RefuseMessage,
   SerializedError,
   ShutdownMessage,
+  TraceContextCarrier,
   WelcomeMessage,
 } from "./messages.js";
 
@@ -29,6 +30,16 @@ export class ProtocolError extends Error {
 const MAX_SHORT_STRING = 4_096;
 /** How deep a chain of remote error causes may go (the encoder stops at 8). */
 const MAX_CAUSE_DEPTH = 16;
+
+/**
+ * Limits of a call's trace context. W3C allows a tracestate of 512 characters
+ * and a baggage of 8192 bytes; a handful of fields covers every propagator we
+ * know (traceparent, tracestate, baggage, B3's four).
+ */
+const MAX_TRACE_CONTEXT_FIELDS = 8;
+const MAX_TRACE_CONTEXT_VALUE = 8_192;
+/** Header-like names only (so never "__proto__"): nothing a propagator would not write. */
+const TRACE_CONTEXT_FIELD_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 const LOG_LEVELS: ReadonlySet<string> = new Set(["debug", "info", "warn", "error"]);
 const CANCEL_REASONS: ReadonlySet<string> = new Set(["timeout", "aborted", "stopped"]);
@@ -168,4 +179,39 @@ export function validateSerializedError(value: unknown, what = "result.error", d
     error.cause = "kind" in causeFields ? validateSerializedError(causeFields, `${what}.cause`, depth + 1) : { value: causeFields.value };
   }
   return error;
+}
+
+/**
+ * Checks a call's trace context: an object of at most
+ * MAX_TRACE_CONTEXT_FIELDS header-like names to strings of at most
+ * MAX_TRACE_CONTEXT_VALUE characters. What comes out is a fresh object
+ * without a prototype, so no field name can reach Object.prototype.
+ */
+export function validateTraceContext(value: unknown, what = "call.traceContext"): TraceContextCarrier {
+  const fields = record(value, what);
+  const names = Object.keys(fields);
+  if (names.length === 0 || names.length > MAX_TRACE_CONTEXT_FIELDS) fail(`${what} has ${names.length} fields (1 to ${MAX_TRACE_CONTEXT_FIELDS} allowed)`);
+  const carrier: TraceContextCarrier = Object.create(null) as TraceContextCarrier;
+  for (const name of names) {
+    if (!TRACE_CONTEXT_FIELD_NAME.test(name)) fail(`${what} has a field named ${describeValue(name)}, not a header name`);
+    carrier[name] = string(fields[name], `${what}.${name}`, MAX_TRACE_CONTEXT_VALUE);
+  }
+  return carrier;
+}
+
+/**
+ * The part of a propagator's output the protocol can carry, or undefined when
+ * nothing is left: the parent sends only what a runner accepts, so an unusual
+ * propagator loses a field rather than breaking the runner's connection.
+ */
+export function sendableTraceContext(carrier: Record<string, unknown>): TraceContextCarrier | undefined {
+  let sendable: TraceContextCarrier | undefined;
+  let count = 0;
+  for (const name of Object.keys(carrier)) {
+    const value = carrier[name];
+    if (count === MAX_TRACE_CONTEXT_FIELDS || typeof value !== "string" || value.length > MAX_TRACE_CONTEXT_VALUE || !TRACE_CONTEXT_FIELD_NAME.test(name)) continue;
+    (sendable ??= Object.create(null) as TraceContextCarrier)[name] = value;
+    count += 1;
+  }
+  return sendable;
 }

@@ -15,6 +15,7 @@ import { sendCoalesced } from "../protocol/coalesce.js";
 import { serializeError } from "../protocol/serialized-error.js";
 import { runAsCall } from "../call-context.js";
 import { CallCancellation } from "./call-context.js";
+import { inServerSpan } from "../observability/server-span.js";
 import {
   AUTHORIZATION_HEADER,
   DEFAULT_MAX_PAYLOAD,
@@ -321,7 +322,10 @@ export class Agent {
     });
     let reply: ResultMessage;
     try {
-      const value = await runAsCall(context, fn, message.args);
+      // Traced only when the caller sent its trace context: an untraced call takes the plain path.
+      const value = message.traceContext
+        ? await inServerSpan(message.traceContext, context, () => runAsCall(context, fn, message.args))
+        : await runAsCall(context, fn, message.args);
       reply = { type: "result", callId, ok: true, value };
     } catch (error) {
       reply = { type: "result", callId, ok: false, error: serializeError(error) };

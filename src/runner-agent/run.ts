@@ -18,6 +18,7 @@ import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR
 import { appVersion, findPool, markAsRunner, setLoadingEntry } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
 import { forwardOutput } from "./output-forwarding.js";
+import { flushTelemetry } from "../observability/opentelemetry.js";
 
 /**
  * The runner process's exit codes (documented in the README):
@@ -40,6 +41,8 @@ export const EXIT_CODES = {
 
 /** How long the close frame gets to leave before the process exits anyway. */
 const EXIT_FLUSH_DELAY = 20;
+/** How long the app's OpenTelemetry SDK gets to export what it holds before the process exits. */
+const TELEMETRY_FLUSH_TIMEOUT = 2_000;
 
 /** FLAME_PARENT from the descriptor FLAME_PARENT_FD names (ProcessBackend), read to its end and closed. */
 function readSecretDescriptor(): string | undefined {
@@ -142,5 +145,6 @@ function describeEnd(end: AgentEnd): string {
 /** Gives the close frame a moment to leave, then exits even if app code holds the event loop open. */
 function exitSoon(code: number): void {
   // Deliberately not unref'd: an unref'd timer lets Node exit first, with 13 (unsettled top-level await).
-  setTimeout(() => process.exit(code), EXIT_FLUSH_DELAY);
+  // The flush is immediate for a runner that traced nothing (flame-ts never loaded the API).
+  void flushTelemetry(TELEMETRY_FLUSH_TIMEOUT).then(() => setTimeout(() => process.exit(code), EXIT_FLUSH_DELAY));
 }

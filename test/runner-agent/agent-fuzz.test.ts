@@ -657,11 +657,11 @@ describe("the agent process against a hostile parent", () => {
     const connectTimeout = 700;
     const server = await refusingParent("503 Service Unavailable");
     try {
-      const startedAt = Date.now();
       const agent = spawnAgent(server.url, { connectTimeout });
       const exit = await within(agent.exited, "the agent process to exit", 10_000);
+      // Its own verdict on the 503s (exit 5 and that line), not its failsafe's: no wall-clock margin,
+      // which a loaded machine stretches (a tsx start alone took 4 s once).
       expect(exit.code).toBe(5);
-      expect(exit.at - startedAt).toBeLessThan(connectTimeout + 2_000);
       expectOneReport(agent.stderr(), /could not reach the parent .* HTTP 503; exiting$/);
     } finally {
       await closeServer(server);
