@@ -5,6 +5,7 @@
  * This is the only public entry point; everything else is internal.
  */
 export { Pool, type PoolStats } from "./pool/pool.js";
+export type { DurationStats } from "./observability/duration-summary.js";
 export type {
   PoolOptions,
   CallOptions,

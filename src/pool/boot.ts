@@ -11,7 +11,7 @@ import { settledWithin } from "../retry.js";
 import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
-import { PROTOCOL_VERSION, type HelloMessage } from "../protocol/messages.js";
+import { PROTOCOL_VERSION, type HelloMessage, type TraceContextCarrier } from "../protocol/messages.js";
 import { encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import type { Runner } from "./runner.js";
 
@@ -28,6 +28,8 @@ export interface BootContext {
   log: Logger;
   /** Aborted when the pool stops: the boot is abandoned and cleaned up. */
   signal: AbortSignal;
+  /** The boot span's trace context (observability/boot-trace.ts), passed to the runner in its start environment. */
+  traceContext?: TraceContextCarrier;
   /** Someone presented this runner's token again after it connected (control plane: possible token theft). */
   onTokenReused(runner: Runner): void;
 }
@@ -88,6 +90,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
           connectTimeout: context.runnerConnectTimeout,
           heartbeatInterval: context.heartbeatInterval,
           ...(context.controlPlane.runnerTrust ? { tls: context.controlPlane.runnerTrust } : {}),
+          ...(context.traceContext ? { traceContext: context.traceContext } : {}),
         }),
       },
     });

@@ -30,14 +30,22 @@ import { CallTrace } from "../observability/call-trace.js";
 import { PoolMetrics, type CallMeter } from "../observability/metrics.js";
 import { withTraceIds } from "../observability/log-correlation.js";
 import { callChannel, callChannelHasSubscribers, type CallChannelContext } from "../observability/channels.js";
+import { DurationSummary, type DurationStats } from "../observability/duration-summary.js";
 
-/** What `pool.stats()` returns: a snapshot of the pool's runners and calls. */
+/** What `pool.stats()` returns: a snapshot of the pool's runners, boots and calls. */
 export interface PoolStats {
   /**
-   * Runners by state. They add up: `total` = `booting` + `ready` + `draining` +
-   * `stopping`, and `ready` = `busy` (running calls) + `idle`.
+   * Runners by state. `total` = `booting` + `ready` + `draining` + `stopping`
+   * (each runner is in exactly one of these four). `busy` and `idle` split
+   * `ready` (`ready` = `busy` + `idle`: a ready runner running calls, or
+   * none); they are not added to `total` again.
    */
   runners: { total: number; booting: number; ready: number; busy: number; idle: number; draining: number; stopping: number };
+  /**
+   * Runner boots since the pool was made: `started` = `succeeded` + `failed`
+   * + boots in progress. A boot abandoned because the pool stopped counts as failed.
+   */
+  boots: { started: number; succeeded: number; failed: number };
   /** Calls running on runners (placed children included). */
   inFlight: number;
   /** Callers waiting for a runner. */
@@ -46,6 +54,17 @@ export interface PoolStats {
   completed: number;
   /** Calls that ended in an error (including timeouts and aborts). */
   failed: number;
+  /**
+   * How long calls waited for a runner, in ms: one sample per call placed on
+   * a runner (0 for a call placed at once); calls that failed while queued are not in it.
+   */
+  queueWait: DurationStats;
+  /**
+   * How long calls took as their callers saw them, in ms, from the call to
+   * its result or error (timeouts and aborts included; calls refused before
+   * they were made are not in it).
+   */
+  callDuration: DurationStats;
 }
 
 const DEFAULT_BOOT_TIMEOUT = 30_000;
@@ -68,6 +87,7 @@ export class Pool implements AsyncDisposable {
   private nextCallId = 1;
   private completed = 0;
   private failed = 0;
+  private readonly callDuration = new DurationSummary();
 
   constructor(options: PoolOptions) {
     // On a runner the pool is the runner's copy of the definition: it never keeps runners of its own.
@@ -166,14 +186,17 @@ export class Pool implements AsyncDisposable {
     await this.scheduler.resize({ min: isRunner() ? 0 : min, max });
   }
 
-  /** Counts of runners, calls and the queue, for dashboards and tests. */
+  /** Counts of runners, boots, calls and the queue, and summaries of queue waits and call durations, for dashboards and tests. */
   stats(): PoolStats {
     return {
       runners: this.scheduler.runners.countByState(),
+      boots: { ...this.scheduler.bootCounts },
       inFlight: this.scheduler.runners.totalLoad(),
       queued: this.scheduler.queue.size,
       completed: this.completed,
       failed: this.failed,
+      queueWait: this.scheduler.queueWait.snapshot(),
+      callDuration: this.callDuration.snapshot(),
     };
   }
 
@@ -256,10 +279,11 @@ export class Pool implements AsyncDisposable {
       if (callOptions.signal?.aborted) throw new CallAbortedError(functionId, callOptions.signal.reason);
       const callId = this.nextCallId++;
       const timeout = callOptions.timeout ?? this.options.timeout;
-      trace = CallTrace.start({ pool: this.name, functionId, backend: this.backend.name });
+      trace = CallTrace.start({ pool: this.name, functionId });
       meter = this.metrics.startCall(functionId);
       const traceContext = trace?.traceContext;
       const frame = encodeMessage({ type: "call", callId, functionId, args, child, timeout, ...(traceContext ? { traceContext } : {}) });
+      const startedAt = performance.now();
       return new Promise((resolve, reject) => {
         const call = new PendingCall({
           callId,
@@ -270,10 +294,12 @@ export class Pool implements AsyncDisposable {
           executionTimeout: timeout,
           resolve: (value) => {
             this.completed += 1;
+            this.callDuration.record(performance.now() - startedAt);
             resolve(value);
           },
           reject: (error) => {
             this.failed += 1;
+            this.callDuration.record(performance.now() - startedAt);
             reject(error);
           },
           onGiveUp: (pending, reason) => this.scheduler.giveUp(pending, reason),

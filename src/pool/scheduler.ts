@@ -18,6 +18,9 @@ import { Runner, type RunnerEvents, type RunnerState } from "./runner.js";
 import { RunnerSet } from "./runner-set.js";
 import { bootEndChannel, bootStartChannel, runnerExitChannel, shrinkChannel } from "../observability/channels.js";
 import type { PoolMetrics } from "../observability/metrics.js";
+import { BootTrace } from "../observability/boot-trace.js";
+import { DurationSummary } from "../observability/duration-summary.js";
+import type { TraceContextCarrier } from "../protocol/messages.js";
 
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
 const IDLE_CHECK_TIMEOUT = 5_000;
@@ -36,13 +39,20 @@ export interface SchedulerSettings {
    * @internal How one runner boots; by default through the backend and the
    * control plane. Tests of the Scheduler's policies give a fake that attaches
    * a fake connection, so they run in milliseconds under fake timers.
+   * `traceContext` is the boot span's, for the runner's start environment.
    */
-  launch?: (runner: Runner, signal: AbortSignal) => Promise<void>;
+  launch?: (runner: Runner, signal: AbortSignal, traceContext: TraceContextCarrier | undefined) => Promise<void>;
 }
 
 export class Scheduler {
   readonly runners = new RunnerSet();
   readonly queue = new Set<PendingCall>();
+  /** Boots since the pool was made: started = succeeded + failed + those still in progress. */
+  readonly bootCounts = { started: 0, succeeded: 0, failed: 0 };
+  /** How long placed calls waited for a runner, in ms (0 for a call placed at once). */
+  readonly queueWait = new DurationSummary();
+  /** When each queued call was queued (performance.now()). */
+  private readonly queuedAt = new WeakMap<PendingCall, number>();
   /** The pool's one lifecycle: running takes calls; stopping drains; stopped is over. */
   private lifecycle: "running" | "stopping" | "stopped" = "running";
   private stopped: Promise<void> | undefined;
@@ -61,7 +71,7 @@ export class Scheduler {
     exited: (runner, detail) => this.onRunnerExited(runner, detail),
   };
   private readonly backoff = new BootBackoff();
-  private readonly launch: (runner: Runner) => Promise<void>;
+  private readonly launch: (runner: Runner, traceContext: TraceContextCarrier | undefined) => Promise<void>;
   private readonly boots = new Set<Promise<void>>();
   private controlPlane: Promise<ControlPlane> | undefined;
   private controlPlaneUrl: string | undefined;
@@ -78,7 +88,9 @@ export class Scheduler {
     this.options = settings.options;
     this.limits = { min: settings.options.min, max: settings.options.max };
     const launch = settings.launch;
-    this.launch = launch ? (runner) => launch(runner, this.stopController.signal) : (runner) => this.bootThroughControlPlane(runner);
+    this.launch = launch
+      ? (runner, traceContext) => launch(runner, this.stopController.signal, traceContext)
+      : (runner, traceContext) => this.bootThroughControlPlane(runner, traceContext);
     this.backend = settings.backend;
     this.bootTimeout = settings.bootTimeout;
     this.appVersion = settings.appVersion;
@@ -129,8 +141,12 @@ export class Scheduler {
   submit(call: PendingCall): void {
     this.minHeldDown = false;
     const runner = this.queue.size === 0 ? this.runners.leastLoaded(this.options.maxConcurrency) : undefined;
-    if (runner) this.place(call, runner);
-    else this.enqueue(call);
+    if (runner) {
+      this.queueWait.record(0);
+      this.place(call, runner);
+    } else {
+      this.enqueue(call);
+    }
   }
 
   private enqueue(call: PendingCall): void {
@@ -139,6 +155,7 @@ export class Scheduler {
       return;
     }
     this.queue.add(call);
+    this.queuedAt.set(call, performance.now());
     call.waitAtMost(this.bootTimeout, () => {
       this.queue.delete(call);
       return new QueueTimeoutError({
@@ -182,6 +199,8 @@ export class Scheduler {
       const runner = this.runners.leastLoaded(this.options.maxConcurrency);
       if (!runner) break;
       this.queue.delete(call);
+      const queuedAt = this.queuedAt.get(call);
+      if (queuedAt !== undefined) this.queueWait.record(performance.now() - queuedAt);
       this.place(call, runner);
     }
     this.scale();
@@ -215,9 +234,13 @@ export class Scheduler {
     const startedAt = Date.now();
     const backend = this.backend.name;
     bootStartChannel.publish(() => ({ pool: this.name, runnerId, backend }));
-    const booting = this.launch(runner)
+    this.bootCounts.started += 1;
+    const trace = BootTrace.start(runner, { pool: this.name, runnerId, backend });
+    const booting = this.launch(runner, trace?.traceContext)
       .then(
         () => {
+          this.bootCounts.succeeded += 1;
+          trace?.ended();
           this.backoff.succeeded(Date.now() - startedAt);
           bootEndChannel.publish(() => ({ pool: this.name, runnerId, backend, outcome: "ok", duration: Date.now() - startedAt }));
           this.metrics?.bootEnded(Date.now() - startedAt);
@@ -228,6 +251,8 @@ export class Scheduler {
           this.dispatch();
         },
         (error: Error) => {
+          this.bootCounts.failed += 1;
+          trace?.ended(error);
           this.runners.delete(runner);
           bootEndChannel.publish(() => ({ pool: this.name, runnerId, backend, outcome: "error", duration: Date.now() - startedAt, error }));
           this.metrics?.bootEnded(Date.now() - startedAt, error);
@@ -244,8 +269,8 @@ export class Scheduler {
   }
 
   /** Boots one runner through the backend and the control plane (boot.ts). */
-  private async bootThroughControlPlane(runner: Runner): Promise<void> {
-    await bootRunner(runner, await this.bootContext());
+  private async bootThroughControlPlane(runner: Runner, traceContext: TraceContextCarrier | undefined): Promise<void> {
+    await bootRunner(runner, { ...(await this.bootContext()), ...(traceContext ? { traceContext } : {}) });
   }
 
   private async bootContext() {

@@ -3,6 +3,8 @@
  * who it is, and the one-time token it authenticates with. Both the pool (which
  * writes it) and the runner agent (which reads it) import this module.
  */
+import type { TraceContextCarrier } from "./messages.js";
+import { validateTraceContext } from "./validate.js";
 export const RUNNER_ENV_VAR = "FLAME_PARENT";
 
 /**
@@ -39,6 +41,13 @@ export interface RunnerBootInfo {
   heartbeatInterval: number;
   /** Set when the parent listens with TLS (parentUrl is wss://). */
   tls?: RunnerTrust;
+  /**
+   * The trace context of the parent's span for this boot (W3C `traceparent`
+   * and `tracestate` with the W3C propagator), when the parent traces: the
+   * runner's span for loading the entry module is its child. Checked like a
+   * call's trace context (protocol/validate.ts).
+   */
+  traceContext?: TraceContextCarrier;
 }
 
 export function encodeRunnerEnv(info: RunnerBootInfo): string {
@@ -71,6 +80,13 @@ export function decodeRunnerEnv(value: string): RunnerBootInfo {
       throw new Error(`${RUNNER_ENV_VAR} has an invalid "tls"`);
     }
     boot.tls = tls.fingerprint256 === undefined ? { ca: tls.ca } : { ca: tls.ca, fingerprint256: tls.fingerprint256 };
+  }
+  if (parsed.traceContext !== undefined) {
+    try {
+      boot.traceContext = validateTraceContext(parsed.traceContext, "traceContext");
+    } catch (error) {
+      throw new Error(`${RUNNER_ENV_VAR} has an invalid "traceContext": ${(error as Error).message}`);
+    }
   }
   // A parent that listens with TLS is never dialed in clear, nor without knowing whom to trust.
   if (boot.parentUrl.startsWith("wss:") !== (boot.tls !== undefined)) {

@@ -18,7 +18,8 @@ import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR
 import { appVersion, findPool, markAsRunner, setLoadingEntry } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
 import { forwardOutput } from "./output-forwarding.js";
-import { flushTelemetry } from "../observability/opentelemetry.js";
+import { flushTelemetry, openTelemetry } from "../observability/opentelemetry.js";
+import { recordEntryLoad } from "../observability/boot-trace.js";
 
 /**
  * The runner process's exit codes (documented in the README):
@@ -43,6 +44,11 @@ export const EXIT_CODES = {
 const EXIT_FLUSH_DELAY = 20;
 /** How long the app's OpenTelemetry SDK gets to export what it holds before the process exits. */
 const TELEMETRY_FLUSH_TIMEOUT = 2_000;
+/**
+ * The same on SIGTERM, which ProcessBackend sends right after the shutdown
+ * request: shorter, so the flush ends before its default killTimeout (2 s) sends SIGKILL.
+ */
+const SIGTERM_FLUSH_TIMEOUT = 1_500;
 
 /** FLAME_PARENT from the descriptor FLAME_PARENT_FD names (ProcessBackend), read to its end and closed. */
 function readSecretDescriptor(): string | undefined {
@@ -85,6 +91,7 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   const entry = entryArgument ?? process.env.FLAME_ENTRY;
   const entryPath = entry && !entry.startsWith("file:") && !isAbsolute(entry) ? resolve(entry) : entry;
   markAsRunner({ runnerId: boot.runnerId, pool: boot.pool });
+  flushOnSigterm();
 
   // Not unref'd: while nothing else holds the event loop, this timer is what keeps the
   // process waiting for its parent (and, when it fires, what ends it).
@@ -112,16 +119,24 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   );
   // Loading the app and dialing the parent overlap: both dominate a cold start.
   let entryError: string | undefined;
+  const loadStartedAt = performance.now();
+  let loadFailure: unknown;
   try {
     setLoadingEntry(true);
     if (entryPath) await import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href);
   } catch (thrown) {
     const reason = thrown as Error;
+    loadFailure = reason;
     entryFailed = true;
     entryError = `the entry module ${entryPath} failed to load: ${reason?.stack ?? String(reason)}`;
     report(entryError);
   } finally {
     setLoadingEntry(false);
+  }
+  // The entry module is what registers the app's SDK: the load can only be recorded now it has returned.
+  if (boot.traceContext && entryPath) {
+    const { runnerId, pool, traceContext } = boot;
+    recordEntryLoad({ runnerId, pool, traceContext, startedAt: loadStartedAt, endedAt: performance.now(), ...(entryFailed ? { error: loadFailure } : {}) });
   }
   await connected;
   // ProcessBackend reads this process's pipes itself (output before connecting included).
@@ -129,6 +144,42 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   await agent.serve(entryError);
   // exitFor ends the process; nothing after this point runs.
   return new Promise<never>(() => undefined);
+}
+
+/**
+ * On SIGTERM, gives the app's SDK up to SIGTERM_FLUSH_TIMEOUT to export what it
+ * holds, then lets the signal end the process as it would have. With nothing
+ * registered it changes nothing: the signal's default action ends the process
+ * at once. The app's own SIGTERM listeners, if any, still decide as before.
+ */
+function flushOnSigterm(): void {
+  const resignal = () => {
+    process.off("SIGTERM", onSigterm);
+    // With no listener left, Node restores the default action: the process ends by the signal, as without this handler.
+    if (process.listenerCount("SIGTERM") === 0) process.kill(process.pid, "SIGTERM");
+  };
+  const onSigterm = () => {
+    // An app that registered nothing has not loaded the API: this is a property read.
+    if (!openTelemetry()) return resignal();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, SIGTERM_FLUSH_TIMEOUT)));
+    void Promise.race([flushTelemetryOnce(), deadline]).then(() => {
+      clearTimeout(timer);
+      resignal();
+    });
+  };
+  process.on("SIGTERM", onSigterm);
+}
+
+let telemetryFlush: Promise<void> | undefined;
+
+/**
+ * One flush for the shutdown and the SIGTERM that follows it: a second
+ * forceFlush while the first is exporting finds the batch empty and returns
+ * at once, which would let the process end before the first export is done.
+ */
+function flushTelemetryOnce(): Promise<void> {
+  return (telemetryFlush ??= flushTelemetry(TELEMETRY_FLUSH_TIMEOUT));
 }
 
 function exitFor(end: AgentEnd, entryFailed: boolean): void {
@@ -146,5 +197,5 @@ function describeEnd(end: AgentEnd): string {
 function exitSoon(code: number): void {
   // Deliberately not unref'd: an unref'd timer lets Node exit first, with 13 (unsettled top-level await).
   // The flush is immediate for a runner that traced nothing (flame-ts never loaded the API).
-  void flushTelemetry(TELEMETRY_FLUSH_TIMEOUT).then(() => setTimeout(() => process.exit(code), EXIT_FLUSH_DELAY));
+  void flushTelemetryOnce().then(() => setTimeout(() => process.exit(code), EXIT_FLUSH_DELAY));
 }

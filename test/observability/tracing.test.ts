@@ -92,20 +92,51 @@ describe("a traced call", () => {
     expect(client.parentSpanId).toBe(rootId);
   });
 
-  it("that waited for a boot shows its time queued and the boot as child spans", async () => {
+  it("that waited for a boot shows its time queued, linked to the boot's own trace", async () => {
     const { echo } = tracedPool("traced-boot");
     await echo("first"); // min 0: this call queued while its runner booted
-    await echo("second"); // a warm runner: no queue, no boot
+    await echo("second"); // a warm runner: no queue, no link
     const spans = finishedSpans();
     const [first, second] = flameSpans("echo", spans).sort((a, b) => a.startTime - b.startTime);
     const queue = only(flameSpans("flame.queue", spans), "queue spans");
     const boot = only(flameSpans("flame.boot", spans), "boot spans");
     expect(queue.parentSpanId).toBe(first!.spanId);
-    expect(boot.parentSpanId).toBe(first!.spanId);
-    expect(boot.attributes).toMatchObject({ "flame.backend": "process", "flame.runner.id": first!.attributes["flame.runner.id"] });
-    expect(boot.attributes["flame.boot.duration"]).toBeGreaterThan(0);
+    expect(queue.links).toEqual([{ traceId: boot.traceId, spanId: boot.spanId, attributes: { "flame.runner.id": first!.attributes["flame.runner.id"] } }]);
     expect(boot.endTime).toBeLessThanOrEqual(queue.endTime + 1);
     expect(second).toBeDefined();
+  });
+
+  it("boots its runner under a flame.boot span of its own trace, and the runner's load of the entry module is its child", async () => {
+    const { echo, runnerSpans, pool } = tracedPool("traced-boot-trace");
+    await echo("x");
+    const client = only(flameSpans("echo"), "client spans");
+    const boot = only(flameSpans("flame.boot"), "boot spans");
+    expect(boot.parentSpanId, "a root span").toBeUndefined();
+    expect(boot.traceId).not.toBe(client.traceId);
+    expect(boot.attributes).toMatchObject({
+      "flame.pool": pool.name,
+      "flame.backend": "process",
+      "flame.runner.id": client.attributes["flame.runner.id"],
+      "flame.boot.outcome": "ok",
+    });
+    expect(boot.attributes["flame.boot.duration"]).toBeGreaterThan(0);
+    expect(boot.status.code).toBe(SpanStatusCode.UNSET);
+
+    const load = only(flameSpans("flame.runner.load_entry", await runnerSpans()), "load spans");
+    expect(load.traceId).toBe(boot.traceId);
+    expect(load.parentSpanId).toBe(boot.spanId);
+    expect(load.attributes).toMatchObject({ "flame.pool": pool.name, "flame.runner.id": client.attributes["flame.runner.id"] });
+    // Recorded after the import with the times measured around it: within the boot (both clocks are this machine's).
+    expect(load.endTime).toBeGreaterThan(load.startTime);
+    expect(load.startTime).toBeGreaterThanOrEqual(boot.startTime - 5);
+    expect(load.endTime).toBeLessThanOrEqual(boot.endTime + 5);
+  });
+
+  it("boots whose runner has no SDK still have their span on the parent", async () => {
+    const { echo, runnerSpans } = tracedPool("traced-boot-no-runner-sdk", { FLAME_TEST_RUNNER_SDK: "off" });
+    await echo("x");
+    expect(only(flameSpans("flame.boot"), "boot spans").attributes["flame.boot.outcome"]).toBe("ok");
+    await expect(runnerSpans()).resolves.toEqual([]);
   });
 
   it("that fails sets status ERROR and error.type on both sides", async () => {
@@ -154,6 +185,25 @@ describe("a traced call", () => {
       const server = only(flameSpans("echo", records), "server spans flushed at exit");
       expect(server.kind).toBe(SpanKind.SERVER);
       expect(server.parentSpanId).toBe(only(flameSpans("echo"), "client spans").spanId);
+    } finally {
+      rmSync(spansFile, { force: true });
+    }
+  });
+
+  it("on a runner stopped by ProcessBackend (SIGTERM right after the shutdown request), the spans are exported before it ends", async () => {
+    const spansFile = join(tmpdir(), `flame-ts-spans-sigterm-${process.pid}-${Date.now()}.jsonl`);
+    try {
+      // Default killTimeout (2 s); an export that takes 300 ms, as a network exporter's may: SIGTERM's default action would cut it.
+      const backend = new ProcessBackend({ execArgv: TSX_EXEC_ARGV, env: { FLAME_TEST_SPANS_FILE: spansFile, FLAME_TEST_EXPORT_DELAY: "300" } });
+      const { pool, echo } = makeTracedPool({ name: "traced-sigterm", backend, min: 0, max: 1 });
+      pools.push(pool);
+      await echo("x");
+      expect(existsSync(spansFile), "the batch holds the runner's spans for a minute").toBe(false);
+      await pool.stop();
+      const records = readFileSync(spansFile, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as SpanRecord);
+      const server = only(flameSpans("echo", records), "server spans flushed on SIGTERM");
+      expect(server.parentSpanId).toBe(only(flameSpans("echo"), "client spans").spanId);
+      expect(flameSpans("flame.runner.load_entry", records)).toHaveLength(1);
     } finally {
       rmSync(spansFile, { force: true });
     }
