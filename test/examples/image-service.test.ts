@@ -9,6 +9,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 import { afterAll, describe, expect, it } from "vitest";
@@ -63,7 +65,7 @@ async function startService(env: Record<string, string>): Promise<Service> {
 function cleanEnvironment(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const name of Object.keys(env)) {
-    if (/^(FLAME_|FLY_|POOL_|EC2_|AWS_|POD_|KUBE|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
+    if (/^(FLAME_|FLY_|POOL_|EC2_|AWS_|POD_|KUBE|OTEL_|RUNNER_COMMAND$|RENDER_TIMEOUT_MS$|PORT$|HOST$)/.test(name)) delete env[name];
   }
   return env;
 }
@@ -207,6 +209,47 @@ describe("on the child-process backend", () => {
     expect(await stopService(service)).toEqual({ code: 0, signal: null });
     await waitFor(() => runners.every((pid) => !isAlive(pid)), "the runners to exit", 3_000);
     expect(service.output()).toMatch(/SIGTERM: closing the server and stopping the pool\n(.*\n)*stopped\n/);
+  });
+});
+
+describe("with OpenTelemetry on (OTEL_EXPORTER_OTLP_ENDPOINT)", () => {
+  it("exports one trace per render, from the parent's call span into the runner's, and the pool's metrics, over OTLP/HTTP", async () => {
+    // A stand-in for a collector: it keeps what the service's and its runners' exporters POST.
+    const received: { path: string; body: any }[] = [];
+    const collector = createHttpServer((request, response) => {
+      let text = "";
+      request.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+      request.on("end", () => {
+        received.push({ path: request.url ?? "", body: JSON.parse(text || "{}") });
+        response.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+      const service = await startService({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_SERVICE_NAME: "images-under-test", POOL_MAX: "1" });
+      await fetchPng(`${service.url}/fractal?width=64&height=48&zoom=1`);
+      expect(await stopService(service)).toEqual({ code: 0, signal: null });
+
+      const spans = received
+        .filter((post) => post.path === "/v1/traces")
+        .flatMap((post) => post.body.resourceSpans ?? [])
+        .flatMap((resource: any) => (resource.scopeSpans ?? []).flatMap((scope: any) => scope.spans ?? []).map((span: any) => ({ ...span, resource: resource.resource })));
+      const client = spans.find((span: any) => span.name === "fractal" && span.kind === 3);
+      const server = spans.find((span: any) => span.name === "fractal" && span.kind === 2);
+      expect(client, "the parent's CLIENT span").toBeDefined();
+      expect(server, "the runner's SERVER span").toBeDefined();
+      expect(server.traceId).toBe(client.traceId);
+      expect(server.parentSpanId).toBe(client.spanId);
+      expect(JSON.stringify(client.resource)).toContain("images-under-test");
+      const metricNames = received
+        .filter((post) => post.path === "/v1/metrics")
+        .flatMap((post) => post.body.resourceMetrics ?? [])
+        .flatMap((resource: any) => (resource.scopeMetrics ?? []).flatMap((scope: any) => (scope.metrics ?? []).map((metric: any) => metric.name)));
+      expect(metricNames).toContain("rpc.client.call.duration");
+    } finally {
+      await new Promise<void>((resolve) => collector.close(() => resolve()));
+    }
   });
 });
 

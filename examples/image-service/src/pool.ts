@@ -12,6 +12,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { isRunner, Pool } from "flame-ts";
+import type { Telemetry } from "./telemetry.js";
 import { loadConfig } from "./config.js";
 import { makeThumbnail, renderFractal, type FractalRequest, type ThumbnailRequest } from "./render.js";
 
@@ -21,6 +22,15 @@ import { makeThumbnail, renderFractal, type FractalRequest, type ThumbnailReques
  * same in the parent and in runners booted from the parent's image.
  */
 export const entry = fileURLToPath(import.meta.url);
+
+/**
+ * OpenTelemetry, when OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.ts):
+ * registered before anything runs, here, because this module is what runners
+ * import too. Loaded only then, so a service without it does not pay for the SDK.
+ */
+export const telemetry: Telemetry | undefined = process.env.OTEL_EXPORTER_OTLP_ENDPOINT
+  ? (await import("./telemetry.js")).startTelemetry(process.env.OTEL_EXPORTER_OTLP_ENDPOINT)
+  : undefined;
 
 /** The parent's configuration; undefined on a runner. Throws ConfigError (caught by server.ts) when a setting is wrong. */
 export const config = isRunner() ? undefined : loadConfig();

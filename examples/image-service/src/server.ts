@@ -89,6 +89,8 @@ async function main(): Promise<void> {
     server.closeIdleConnections();
     // In-flight renders finish (up to the pool's shutdownTimeout, 30 s); then every runner is terminated.
     await Promise.all([closed, pool.stop()]);
+    // What the SDK still holds (the last spans and metrics) goes out before the process ends.
+    await images.telemetry?.shutdown();
     console.log("stopped");
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
