@@ -7,15 +7,20 @@
 import type { Logger } from "../log.js";
 import { openTelemetry } from "./opentelemetry.js";
 
+/** The active span's ids, if an SDK is registered and a valid span is active. */
+export function activeTraceIds(): { traceId: string; spanId: string } | undefined {
+  const api = openTelemetry();
+  const span = api?.trace.getActiveSpan();
+  if (!api || !span) return undefined;
+  const context = span.spanContext();
+  return api.trace.isSpanContextValid(context) ? { traceId: context.traceId, spanId: context.spanId } : undefined;
+}
+
 /** `log` with the active span's ids added to every entry's fields (fields the caller set win). */
 export function withTraceIds(log: Logger): Logger {
   const correlate = (fields: Record<string, unknown>): Record<string, unknown> => {
-    const api = openTelemetry();
-    const span = api?.trace.getActiveSpan();
-    if (!api || !span) return fields;
-    const { traceId, spanId } = span.spanContext();
-    if (!api.trace.isSpanContextValid(span.spanContext())) return fields;
-    return { trace_id: traceId, span_id: spanId, ...fields };
+    const ids = activeTraceIds();
+    return ids ? { trace_id: ids.traceId, span_id: ids.spanId, ...fields } : fields;
   };
   return {
     debug: (fields, message) => log.debug(correlate(fields), message),

@@ -329,7 +329,7 @@ export class Runner {
       case "result":
         return this.finishCall(message);
       case "log":
-        return this.forwardLog(message.level, message.text);
+        return this.forwardLog(message);
       case "idle-check-reply":
         return this.idleCheckReplies.get(message.checkId)?.(message.shutdown);
       default:
@@ -338,9 +338,9 @@ export class Runner {
   }
 
   /** The user's logger runs inside a socket handler: if it throws, the process must not go down with it. */
-  private forwardLog(level: LogMessage["level"], text: string): void {
+  private forwardLog({ level, text, traceId, spanId }: LogMessage): void {
     try {
-      this.log[level]({ stream: "runner" }, text);
+      this.log[level](traceId ? { stream: "runner", trace_id: traceId, span_id: spanId } : { stream: "runner" }, text);
     } catch {
       // A logger that cannot log has nowhere to report that either.
     }

@@ -48,6 +48,9 @@ export interface LogMessage {
   type: "log";
   level: "debug" | "info" | "warn" | "error";
   text: string;
+  /** The trace and span the runner was in when it wrote the line (W3C hex ids), if any. */
+  traceId?: string;
+  spanId?: string;
 }
 
 export interface IdleCheckReplyMessage {

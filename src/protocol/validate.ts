@@ -63,6 +63,12 @@ function string(value: unknown, what: string, maxLength = MAX_SHORT_STRING): str
   return value;
 }
 
+/** A W3C trace or span id: exactly `length` lowercase hex digits. */
+function hexId(value: unknown, length: number, what: string): string {
+  if (typeof value !== "string" || value.length !== length || !/^[0-9a-f]+$/.test(value)) fail(`${what} is not ${length} lowercase hex digits`);
+  return value;
+}
+
 function optionalString(value: unknown, what: string, maxLength = MAX_SHORT_STRING): string | undefined {
   return value === undefined ? undefined : string(value, what, maxLength);
 }
@@ -122,12 +128,18 @@ export function validateRunnerControl(value: unknown, currentVersion: number): R
   switch (fields.type) {
     case "hello":
       return validateHello(fields, currentVersion);
-    case "log":
-      return {
+    case "log": {
+      const message: LogMessage = {
         type: "log",
         level: oneOf<LogMessage["level"]>(fields.level, LOG_LEVELS, "log.level"),
         text: string(fields.text, "log.text", Infinity),
       };
+      if (fields.traceId !== undefined || fields.spanId !== undefined) {
+        message.traceId = hexId(fields.traceId, 32, "log.traceId");
+        message.spanId = hexId(fields.spanId, 16, "log.spanId");
+      }
+      return message;
+    }
     case "idle-check-reply":
       return { type: "idle-check-reply", checkId: id(fields.checkId, "idle-check-reply.checkId"), shutdown: boolean(fields.shutdown, "idle-check-reply.shutdown") };
     default:

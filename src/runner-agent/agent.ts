@@ -16,6 +16,7 @@ import { serializeError } from "../protocol/serialized-error.js";
 import { runAsCall } from "../call-context.js";
 import { CallCancellation } from "./call-context.js";
 import { inServerSpan } from "../observability/server-span.js";
+import { activeTraceIds } from "../observability/log-correlation.js";
 import {
   AUTHORIZATION_HEADER,
   DEFAULT_MAX_PAYLOAD,
@@ -167,7 +168,9 @@ export class Agent {
   /** Forwards a line of console output to the parent's log, if connected. */
   forwardLog(level: "debug" | "info" | "warn" | "error", text: string): boolean {
     try {
-      return this.send({ type: "log", level, text });
+      // Written inside a call's span: the parent's log line names the same trace.
+      const ids = activeTraceIds();
+      return this.send(ids ? { type: "log", level, text, traceId: ids.traceId, spanId: ids.spanId } : { type: "log", level, text });
     } catch {
       // A line over maxPayload is not worth failing the app's console call for.
       return false;
