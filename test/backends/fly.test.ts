@@ -158,6 +158,13 @@ describe("FlyBackend on the emulator", () => {
     expect((listing as Error).message).not.toContain("parent-secret-fly-token");
   });
 
+  it("reports 429s that last past the boot's deadline as throttling", async () => {
+    emulator.failNext("create", { status: 429, times: 1_000 });
+    const { pool: p, echo } = pool({ name: "throttled", max: 1, bootTimeout: 1_500, backend: testFlyBackend(emulator) });
+    const error = (await p.call(echo, [1]).catch((caught: Error) => caught)) as BootError;
+    expect(error.cause).toMatchObject({ code: "FLAME_FLY_THROTTLED", status: 429 });
+  });
+
   it("fails any other status with Fly's error text and its fly-request-id", async () => {
     emulator.failNext("create", { status: 400, error: "invalid config.guest: memory_mb too small for cpu_kind" });
     const { pool: p, echo } = pool({ name: "invalid", max: 1, backend: testFlyBackend(emulator) });
@@ -171,7 +178,9 @@ describe("FlyBackend on the emulator", () => {
     const badToken = pool({ name: "start-token", min: 1, max: 1, backend: testFlyBackend(emulator, { token: "not-the-token" }) });
     await expect(badToken.pool.start()).rejects.toThrow(/could not read app "flame-emulated": the Fly Machines API rejected the API token/);
     const badApp = pool({ name: "start-app", min: 1, max: 1, backend: testFlyBackend(emulator, { app: "no-such-app" }) });
-    await expect(badApp.pool.start()).rejects.toThrow(/Fly app "no-such-app" not found \(HTTP 404\)/);
+    const missingApp = await badApp.pool.start().catch((error: unknown) => error);
+    expect((missingApp as Error).message).toMatch(/Fly app "no-such-app" not found \(HTTP 404\)/);
+    expect(missingApp).toMatchObject({ code: "FLAME_FLY_INVALID_CONFIGURATION", retryable: false });
     const saved = process.env.FLY_IMAGE_REF;
     delete process.env.FLY_IMAGE_REF;
     try {

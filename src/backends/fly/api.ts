@@ -181,6 +181,7 @@ export class FlyApiClient {
     if (status === 404 && text.toLowerCase().includes("app")) {
       return new FlyApiError(`could not ${action}: Fly app "${this.settings.app}" not found (HTTP 404)${suffix}`, {
         retryable: false,
+        code: ERROR_CODES.FLAME_FLY_INVALID_CONFIGURATION,
         status,
         requestId,
         flyStatus,
@@ -191,6 +192,8 @@ export class FlyApiClient {
     const retryable = status === 429 || status === 409 || status === 412 || status === 422 || status >= 500;
     return new FlyApiError(`could not ${action}: Fly Machines API answered HTTP ${status}${suffix}`, {
       retryable,
+      // Throttled until the deadline is throttling, whichever side (the backend's pacing or Fly's 429) said so.
+      ...(status === 429 ? { code: ERROR_CODES.FLAME_FLY_THROTTLED } : {}),
       status,
       requestId,
       flyStatus,
