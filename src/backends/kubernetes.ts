@@ -12,9 +12,9 @@ import { BackendError, ERROR_CODES } from "../errors.js";
 import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
 import { retry } from "../retry.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
-import { KubernetesApiError, KubernetesApiClient, type RbacAction } from "./kubernetes/api.js";
+import { KubernetesApiError, KubernetesApiClient, retryVerdict, type RbacAction } from "./kubernetes/api.js";
 import { loadCredentials } from "./kubernetes/credentials.js";
-import { LABELS, MANAGED_BY, parentSelector, podName, runnerPod, runnerSecret, secretName, labelValue, type ParentPod } from "./kubernetes/manifests.js";
+import { LABELS, MANAGED_BY, ownedBy, parentSelector, podName, podOwner, runnerPod, runnerSecret, secretName, labelValue, type ParentPod } from "./kubernetes/manifests.js";
 import { resolveKubernetesOptions, type KubernetesBackendOptions, type ResolvedKubernetesOptions } from "./kubernetes/options.js";
 import { podVerdict, type PodObject } from "./kubernetes/pod-status.js";
 import { PodWatch } from "./kubernetes/pod-watch.js";
@@ -209,10 +209,7 @@ export class KubernetesBackend implements Backend {
   private async secretOwnedByPod(cluster: Cluster, request: ProvisionRequest, pod: PodObject): Promise<void> {
     const uid = pod.metadata?.uid;
     if (!uid) return;
-    const owners = [
-      ...(cluster.parent && this.options.ownerReferences ? [{ apiVersion: "v1", kind: "Pod", name: cluster.parent.name, uid: cluster.parent.uid }] : []),
-      { apiVersion: "v1", kind: "Pod", name: podName(request.runnerId), uid },
-    ];
+    const owners = [...(ownedBy(cluster.parent, this.options) ?? []), podOwner(podName(request.runnerId), uid)];
     try {
       await cluster.api.request("PATCH", `${namespacePath(cluster)}/secrets/${secretName(request.runnerId)}`, {
         body: { metadata: { ownerReferences: owners } },
@@ -343,10 +340,7 @@ async function createObject(cluster: Cluster, resource: "pods" | "secrets", body
     {
       deadline: request.deadline,
       signal: request.signal,
-      shouldRetry: (error) => {
-        if (!(error instanceof KubernetesApiError) || !error.retryable) return false;
-        return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
-      },
+      shouldRetry: retryVerdict,
     },
   );
 }

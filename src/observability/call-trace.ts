@@ -34,7 +34,6 @@ export interface CallTraceSettings {
 export class CallTrace {
   /** The carrier to put in the call frame; undefined when the propagator wrote nothing the protocol carries. */
   readonly traceContext: TraceContextCarrier | undefined;
-  private queuedAt: number | undefined;
 
   private constructor(
     private readonly api: OpenTelemetry,
@@ -59,26 +58,23 @@ export class CallTrace {
     return new CallTrace(api, span, settings);
   }
 
-  /** The call waits for a runner from now. */
-  queued(): void {
-    this.queuedAt ??= performance.now();
-  }
-
   /**
-   * The call is on `runner`: ends its queue span, which links to the runner's
-   * boot span (boot-trace.ts) when the runner became ready while the call waited.
+   * The call is on `runner`, after waiting for one since `queuedAt`
+   * (performance.now(); undefined: it did not wait): records its queue span,
+   * which links to the runner's boot span (boot-trace.ts) when the runner
+   * became ready while the call waited.
    */
-  placed(runner: PlacedOn): void {
+  placed(runner: PlacedOn, queuedAt: number | undefined): void {
     const now = performance.now();
     this.span.setAttribute("flame.runner.id", runner.id);
-    if (this.queuedAt === undefined || !this.span.isRecording()) return;
+    if (queuedAt === undefined || !this.span.isRecording()) return;
     const parent = this.api.trace.setSpan(this.api.context.active(), this.span);
-    const boot = runner.readyAt !== undefined && runner.readyAt >= this.queuedAt ? bootSpanOf(runner) : undefined;
+    const boot = runner.readyAt !== undefined && runner.readyAt >= queuedAt ? bootSpanOf(runner) : undefined;
     flameTracer(this.api)
       .startSpan(
         "flame.queue",
         {
-          startTime: this.queuedAt,
+          startTime: queuedAt,
           attributes: { "flame.pool": this.settings.pool },
           ...(boot ? { links: [{ context: boot, attributes: { "flame.runner.id": runner.id } }] } : {}),
         },

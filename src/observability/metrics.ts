@@ -112,27 +112,20 @@ export class PoolMetrics {
   }
 }
 
-/** The measurements of one call: its duration, and how long it waited for a runner. */
+/** The measurements of one call: its duration, and how long it waited for a runner (times from the PendingCall's clock). */
 export class CallMeter {
-  private readonly startedAt = performance.now();
-  private queuedAt: number | undefined;
-
   constructor(
     private readonly instruments: Instruments,
     private readonly attributes: Record<string, string>,
   ) {}
 
-  queued(): void {
-    this.queuedAt ??= performance.now();
+  /** The call is on a runner after waiting `waited` ms (0 when it did not queue). */
+  placed(waited: number): void {
+    this.instruments.queueDuration.record(waited / 1000, this.attributes);
   }
 
-  /** The call is on a runner: records its wait (zero when it did not queue). */
-  placed(): void {
-    this.instruments.queueDuration.record(this.queuedAt === undefined ? 0 : (performance.now() - this.queuedAt) / 1000, this.attributes);
-  }
-
-  finished(error?: Error): void {
-    const seconds = (performance.now() - this.startedAt) / 1000;
-    this.instruments.callDuration.record(seconds, error ? { ...this.attributes, "error.type": errorType(error) } : this.attributes);
+  /** The call settled `duration` ms after it was made. */
+  finished(duration: number, error?: Error): void {
+    this.instruments.callDuration.record(duration / 1000, error ? { ...this.attributes, "error.type": errorType(error) } : this.attributes);
   }
 }

@@ -57,6 +57,12 @@ export class PendingCall implements InFlightCall {
   graceTimer?: NodeJS.Timeout;
   /** When the wait for a runner ends (ms since epoch); Infinity until queued. */
   queueDeadline = Infinity;
+  /** performance.now() when the call was made: the one clock its duration, wait, span and metrics are read from. */
+  private readonly startedAt = performance.now();
+  /** performance.now() when it began to wait for a runner; undefined if it never waited. */
+  private queuedAt: number | undefined;
+  /** Ms from the call to its result or error, once settled. */
+  duration: number | undefined;
   private settled = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly removeAbortListener: (() => void) | undefined;
@@ -98,8 +104,7 @@ export class PendingCall implements InFlightCall {
     if (this.settled) return;
     clearTimeout(this.timer);
     // The wait for a runner starts here (the Scheduler bounds it as it queues the call).
-    this.trace?.queued();
-    this.meter?.queued();
+    this.queuedAt ??= performance.now();
     this.queueDeadline = Date.now() + milliseconds;
     this.timer = setTimeout(() => {
       if (this.settled) return;
@@ -107,13 +112,17 @@ export class PendingCall implements InFlightCall {
     }, milliseconds);
   }
 
-  /** The call is now on `runner`: the queue timer gives way to the execution timeout. */
-  placed(runner: Runner): void {
+  /**
+   * The call is now on `runner`: the queue timer gives way to the execution
+   * timeout. Returns how long it waited for a runner, in ms (0 if it never waited).
+   */
+  placed(runner: Runner): number {
     this.runner = runner;
     if (this.channelContext) this.channelContext.runnerId = runner.id;
-    if (this.settled) return;
-    this.trace?.placed(runner);
-    this.meter?.placed();
+    const waited = this.queuedAt === undefined ? 0 : performance.now() - this.queuedAt;
+    if (this.settled) return waited;
+    this.trace?.placed(runner, this.queuedAt);
+    this.meter?.placed(waited);
     clearTimeout(this.timer);
     this.timer = undefined;
     if (Number.isFinite(this.executionTimeout)) {
@@ -124,6 +133,7 @@ export class PendingCall implements InFlightCall {
       }, this.executionTimeout);
     }
     this.onPlaced?.(runner);
+    return waited;
   }
 
   /** Settles from the runner's answer (or a RunnerExitedError). */
@@ -136,16 +146,18 @@ export class PendingCall implements InFlightCall {
   fail(error: Error): void {
     if (this.settled) return;
     this.cleanup();
+    this.duration = performance.now() - this.startedAt;
     this.trace?.finished(error);
-    this.meter?.finished(error);
+    this.meter?.finished(this.duration, error);
     this.reject(error);
   }
 
   private succeed(value: unknown): void {
     if (this.settled) return;
     this.cleanup();
+    this.duration = performance.now() - this.startedAt;
     this.trace?.finished();
-    this.meter?.finished();
+    this.meter?.finished(this.duration);
     this.resolve(value);
   }
 

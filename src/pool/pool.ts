@@ -283,9 +283,8 @@ export class Pool implements AsyncDisposable {
       meter = this.metrics.startCall(functionId);
       const traceContext = trace?.traceContext;
       const frame = encodeMessage({ type: "call", callId, functionId, args, child, timeout, ...(traceContext ? { traceContext } : {}) });
-      const startedAt = performance.now();
       return new Promise((resolve, reject) => {
-        const call = new PendingCall({
+        const call: PendingCall = new PendingCall({
           callId,
           functionId,
           frame,
@@ -294,12 +293,12 @@ export class Pool implements AsyncDisposable {
           executionTimeout: timeout,
           resolve: (value) => {
             this.completed += 1;
-            this.callDuration.record(performance.now() - startedAt);
+            this.callDuration.record(call.duration!);
             resolve(value);
           },
           reject: (error) => {
             this.failed += 1;
-            this.callDuration.record(performance.now() - startedAt);
+            this.callDuration.record(call.duration!);
             reject(error);
           },
           onGiveUp: (pending, reason) => this.scheduler.giveUp(pending, reason),
@@ -313,7 +312,7 @@ export class Pool implements AsyncDisposable {
       });
     } catch (error) {
       trace?.finished(error as Error);
-      meter?.finished(error as Error);
+      meter?.finished(0, error as Error);
       return this.refuse(error);
     }
   }

@@ -51,8 +51,6 @@ export class Scheduler {
   readonly bootCounts = { started: 0, succeeded: 0, failed: 0 };
   /** How long placed calls waited for a runner, in ms (0 for a call placed at once). */
   readonly queueWait = new DurationSummary();
-  /** When each queued call was queued (performance.now()). */
-  private readonly queuedAt = new WeakMap<PendingCall, number>();
   /** The pool's one lifecycle: running takes calls; stopping drains; stopped is over. */
   private lifecycle: "running" | "stopping" | "stopped" = "running";
   private stopped: Promise<void> | undefined;
@@ -142,7 +140,6 @@ export class Scheduler {
     this.minHeldDown = false;
     const runner = this.queue.size === 0 ? this.runners.leastLoaded(this.options.maxConcurrency) : undefined;
     if (runner) {
-      this.queueWait.record(0);
       this.place(call, runner);
     } else {
       this.enqueue(call);
@@ -155,7 +152,6 @@ export class Scheduler {
       return;
     }
     this.queue.add(call);
-    this.queuedAt.set(call, performance.now());
     call.waitAtMost(this.bootTimeout, () => {
       this.queue.delete(call);
       return new QueueTimeoutError({
@@ -184,7 +180,7 @@ export class Scheduler {
     runner.startCall(call, call.frame);
     // A single-use runner takes nothing after its one call.
     if (this.options.singleUse) runner.drain("single-use");
-    call.placed(runner);
+    this.queueWait.record(call.placed(runner));
   }
 
   /** The caller gave up: dequeue the call, or cancel it on its runner. */
@@ -199,8 +195,6 @@ export class Scheduler {
       const runner = this.runners.leastLoaded(this.options.maxConcurrency);
       if (!runner) break;
       this.queue.delete(call);
-      const queuedAt = this.queuedAt.get(call);
-      if (queuedAt !== undefined) this.queueWait.record(performance.now() - queuedAt);
       this.place(call, runner);
     }
     this.scale();

@@ -14,7 +14,7 @@
 import type * as Undici from "undici";
 import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
 import { headerValue, isSuccess, parseBody, stringField } from "../http-response.js";
-import { parseRetryAfter, retry } from "../../retry.js";
+import { parseRetryAfter, retry, type RetryVerdict } from "../../retry.js";
 import type { ClusterCredentials } from "./credentials.js";
 
 /** An API request failed with a status, or without any response. */
@@ -120,10 +120,7 @@ export class KubernetesApiClient {
       {
         deadline: options.deadline,
         signal: options.signal,
-        shouldRetry: (error) => {
-          if (!(error instanceof KubernetesApiError) || !error.retryable) return false;
-          return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
-        },
+        shouldRetry: retryVerdict,
       },
     );
   }
@@ -216,6 +213,12 @@ export class KubernetesApiClient {
     });
     return this.dispatcher;
   }
+}
+
+/** Whether a failed request is worth another attempt: a retryable KubernetesApiError, after the server's Retry-After if it gave one. */
+export function retryVerdict(error: unknown): RetryVerdict {
+  if (!(error instanceof KubernetesApiError) || !error.retryable) return false;
+  return error.retryAfter !== undefined ? { after: error.retryAfter } : true;
 }
 
 /** undici is imported on first use, so a runner importing flame-ts never loads it. */

@@ -74,10 +74,15 @@ function runnerAnnotations(request: Pick<ProvisionRequest, "pool" | "parentId" |
   return { [LABELS.pool]: request.pool, [LABELS.parent]: request.parentId, [LABELS.runner]: request.runnerId };
 }
 
-function ownedBy(parent: ParentPod | undefined, options: ResolvedKubernetesOptions): KubernetesObject[] | undefined {
+/** An owner reference to a pod. No blockOwnerDeletion: setting it needs rights on the owner's finalizers, and nothing here waits on it. */
+export function podOwner(name: string, uid: string): KubernetesObject {
+  return { apiVersion: "v1", kind: "Pod", name, uid };
+}
+
+/** The owner references of a runner's objects: the parent pod, when known and `ownerReferences` is on. */
+export function ownedBy(parent: ParentPod | undefined, options: Pick<ResolvedKubernetesOptions, "ownerReferences">): KubernetesObject[] | undefined {
   if (!parent || !options.ownerReferences) return undefined;
-  // No blockOwnerDeletion: setting it needs rights on the owner's finalizers, and nothing here waits on it.
-  return [{ apiVersion: "v1", kind: "Pod", name: parent.name, uid: parent.uid }];
+  return [podOwner(parent.name, parent.uid)];
 }
 
 /** The runner's Secret: FLAME_PARENT, owned by the parent pod (and, once it exists, by the runner's pod). */

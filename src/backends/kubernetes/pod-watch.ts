@@ -7,6 +7,7 @@
  * followed, so an idle parent holds no connection open.
  */
 import { backoffDelay, sleep } from "../../retry.js";
+import { parseBody } from "../http-response.js";
 import type { Logger } from "../../log.js";
 import type { KubernetesApiClient } from "./api.js";
 import type { PodObject } from "./pod-status.js";
@@ -115,7 +116,7 @@ export class PodWatch {
     if (stream.status === 410) throw new WatchExpired();
     if (stream.status < 200 || stream.status >= 300) {
       const text = await stream.text().catch(() => "");
-      throw this.api.errorFor({ status: stream.status, body: parseJson(text) ?? text, retryAfter: undefined }, {
+      throw this.api.errorFor({ status: stream.status, body: parseBody(text), retryAfter: undefined }, {
         action: "watch runner pods",
         rbac: { verb: "watch", resource: "pods" },
         namespace: this.namespace,
@@ -136,7 +137,8 @@ export class PodWatch {
 
   /** One watch event, from the network: checked before anything is read from it. */
   private onEvent(line: string): void {
-    const event = parseJson(line) as { type?: unknown; object?: PodObject & { code?: unknown; message?: unknown } } | undefined;
+    // A line that is not JSON parses as its text, which the check below refuses.
+    const event = parseBody(line) as { type?: unknown; object?: PodObject & { code?: unknown; message?: unknown } } | undefined;
     if (!event || typeof event.type !== "string" || typeof event.object !== "object" || event.object === null) throw new Error("a malformed watch event");
     const { type, object } = event;
     if (type === "ERROR") {
@@ -157,13 +159,5 @@ export class PodWatch {
     if (pod) this.seen.add(name);
     else this.seen.delete(name);
     listener(pod);
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
   }
 }
