@@ -172,6 +172,10 @@ const TYPES: Record<string, string> = {
   }),
   "consumer.mts": `
 import { currentCall, InvalidOptionError, Pool, ProcessBackend, type CallOptions, type PoolOptions } from "flame-ts";
+// The emulators' entry points too: their declarations must not need their optional peers (ajv, kubernetes-models).
+import type { FlyEmulator } from "flame-ts/fly-emulator";
+import type { KubernetesEmulator } from "flame-ts/k8s-emulator";
+export type Emulators = [FlyEmulator["url"], KubernetesEmulator["url"]];
 
 const options: PoolOptions = { name: "typed", max: 2, backend: new ProcessBackend({ killTimeout: 500 }), timeout: 1_000 };
 const pool = new Pool(options);

@@ -12,16 +12,20 @@
  * cheap and the package is needed only when validation is on.
  */
 
-/** Kinds the emulator validates, by the name of their kubernetes-models module. */
-const MODEL_LOADERS = {
+/** The kinds with a schema: Pod, Secret, ConfigMap, SelfSubjectAccessReview. */
+export type ValidatedKind = "Pod" | "Secret" | "ConfigMap" | "SelfSubjectAccessReview";
+
+/**
+ * Kinds the emulator validates, by the name of their kubernetes-models module.
+ * Typed by hand: an inferred type would name kubernetes-models' own types in
+ * the published declarations, which an app without that optional peer cannot compile.
+ */
+const MODEL_LOADERS: Record<ValidatedKind, () => Promise<Record<string, unknown>>> = {
   Pod: () => import("kubernetes-models/v1/Pod"),
   Secret: () => import("kubernetes-models/v1/Secret"),
   ConfigMap: () => import("kubernetes-models/v1/ConfigMap"),
   SelfSubjectAccessReview: () => import("kubernetes-models/authorization.k8s.io/v1/SelfSubjectAccessReview"),
-} as const;
-
-/** The kinds with a schema: Pod, Secret, ConfigMap, SelfSubjectAccessReview. */
-export type ValidatedKind = keyof typeof MODEL_LOADERS;
+};
 
 /** What is wrong with an object: fields the schema does not know, and values it refuses. */
 export interface SchemaProblems {
