@@ -23,6 +23,11 @@ export interface CallContext {
   readonly functionId: string;
   /** When the caller's timeout expires, in ms since the epoch by this machine's clock (Infinity: no timeout). */
   readonly deadline: number;
+  /**
+   * Which of the runner's worker threads runs the call: 1 to the pool's
+   * `runnerThreads`; 0 when calls run on the runner's main thread (`runnerThreads: 1`).
+   */
+  readonly thread: number;
 }
 
 const STORAGE_KEY = Symbol.for("flame-ts.call-context");

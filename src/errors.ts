@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   FLAME_BOOT_TIMEOUT: "FLAME_BOOT_TIMEOUT",
   FLAME_QUEUE_TIMEOUT: "FLAME_QUEUE_TIMEOUT",
   FLAME_RUNNER_EXITED: "FLAME_RUNNER_EXITED",
+  FLAME_THREAD_EXITED: "FLAME_THREAD_EXITED",
   FLAME_QUEUE_FULL: "FLAME_QUEUE_FULL",
   FLAME_POOL_STOPPED: "FLAME_POOL_STOPPED",
   FLAME_REMOTE_ERROR: "FLAME_REMOTE_ERROR",
@@ -197,6 +198,25 @@ export class RunnerExitedError extends FlameError {
   constructor(runnerId: string, detail: string) {
     super(ERROR_CODES.FLAME_RUNNER_EXITED, `runner ${runnerId} exited before the call finished: ${detail}`);
     this.runnerId = runnerId;
+  }
+}
+
+/**
+ * The worker thread running a call (pool option `runnerThreads`) ended
+ * before the call finished: it threw an uncaught exception, called
+ * `process.exit`, ran out of memory under `threadResourceLimits`, or was
+ * stopped because another call on it ignored its cancellation. The runner
+ * and its other threads carry on; the thread is replaced.
+ */
+export class ThreadExitedError extends FlameError {
+  /** The runner whose thread ended. */
+  readonly runnerId: string;
+  /** Which of the runner's threads (1 to runnerThreads). */
+  readonly thread: number;
+  constructor(runnerId: string, thread: number, detail: string, options?: { cause?: unknown }) {
+    super(ERROR_CODES.FLAME_THREAD_EXITED, `thread ${thread} of runner ${runnerId} ended before the call finished: ${detail}`, options);
+    this.runnerId = runnerId;
+    this.thread = thread;
   }
 }
 

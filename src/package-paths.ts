@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = fileURLToPath(import.meta.url);
 
@@ -50,6 +50,18 @@ let root: string | undefined;
 /** The directory holding flame-ts' package.json. */
 export function packageRoot(): string {
   return (root ??= findPackageRoot(here));
+}
+
+/**
+ * What each worker thread of a runner runs (pool option `runnerThreads`):
+ * the built thread module, or, from the TypeScript sources (the test suite),
+ * a bootstrap that imports them through tsx's API: on Node 20, tsx's
+ * `--import` hooks apply to the main thread only.
+ */
+export function threadEntry(): { script: URL | string; eval: boolean } {
+  if (!fromSource) return { script: pathToFileURL(join(packageRoot(), "dist/runner-agent/threads/thread-main.js")), eval: false };
+  const source = pathToFileURL(join(packageRoot(), "src/runner-agent/threads/thread-main.ts")).href;
+  return { script: `import("tsx/esm/api").then((tsx) => tsx.tsImport(${JSON.stringify(source)}, ${JSON.stringify(source)}))`, eval: true };
 }
 
 /** The runner agent's entry module: what a runner process runs. */

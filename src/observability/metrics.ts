@@ -17,6 +17,8 @@ import { INSTRUMENTATION_SCOPE, openTelemetry } from "./opentelemetry.js";
 export interface PoolGauges {
   runnersByState(): Record<"booting" | "idle" | "busy" | "draining" | "stopping", number>;
   inFlight(): number;
+  /** Worker threads on the pool's connected runners (pool option `runnerThreads`). */
+  threads(): number;
   queued(): number;
 }
 
@@ -29,6 +31,7 @@ interface Instruments {
   runners: ObservableGauge;
   inFlight: ObservableUpDownCounter;
   queued: ObservableUpDownCounter;
+  threads: ObservableUpDownCounter;
   observe: BatchObservableCallback;
 }
 
@@ -69,7 +72,7 @@ export class PoolMetrics {
   /** Stops reporting the gauges (the pool stopped). */
   detach(): void {
     const instruments = this.instruments;
-    if (instruments) instruments.meter.removeBatchObservableCallback(instruments.observe, [instruments.runners, instruments.inFlight, instruments.queued]);
+    if (instruments) instruments.meter.removeBatchObservableCallback(instruments.observe, [instruments.runners, instruments.inFlight, instruments.queued, instruments.threads]);
     this.instruments = undefined;
     this.provider = undefined;
   }
@@ -91,13 +94,15 @@ export class PoolMetrics {
     const runners = meter.createObservableGauge("flame.runners", { description: "Runners of the pool by state", unit: "{runner}" });
     const inFlight = meter.createObservableUpDownCounter("flame.calls.in_flight", { description: "Calls running on runners", unit: "{call}" });
     const queued = meter.createObservableUpDownCounter("flame.calls.queued", { description: "Callers waiting for a runner", unit: "{call}" });
+    const threads = meter.createObservableUpDownCounter("flame.runner.threads", { description: "Worker threads running calls on the pool's runners", unit: "{thread}" });
     const pool = { "flame.pool": this.pool };
     const observe: BatchObservableCallback = (result) => {
       for (const [state, count] of Object.entries(this.gauges.runnersByState())) result.observe(runners, count, { ...pool, "flame.runner.state": state });
       result.observe(inFlight, this.gauges.inFlight(), pool);
       result.observe(queued, this.gauges.queued(), pool);
+      result.observe(threads, this.gauges.threads(), pool);
     };
-    meter.addBatchObservableCallback(observe, [runners, inFlight, queued]);
+    meter.addBatchObservableCallback(observe, [runners, inFlight, queued, threads]);
     return {
       meter,
       callDuration: meter.createHistogram("rpc.client.call.duration", { description: "Duration of calls, as their callers saw them", unit: "s", ...advice }),
@@ -107,6 +112,7 @@ export class PoolMetrics {
       runners,
       inFlight,
       queued,
+      threads,
       observe,
     };
   }

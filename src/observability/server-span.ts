@@ -16,6 +16,8 @@ export interface ServerSpanSettings {
   pool: string;
   functionId: string;
   runnerId: string;
+  /** The runner's worker thread running the call; 0 (the main thread) is not recorded. */
+  thread: number;
 }
 
 /** Runs `run` inside a SERVER span continuing `traceContext`; resolves or rejects as `run` does. */
@@ -32,6 +34,7 @@ export async function inServerSpan<T>(traceContext: TraceContextCarrier, setting
         "rpc.method": settings.functionId,
         "flame.pool": settings.pool,
         "flame.runner.id": settings.runnerId,
+        ...(settings.thread > 0 ? { "flame.runner.thread": settings.thread } : {}),
       },
     },
     callerContext,

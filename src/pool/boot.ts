@@ -12,7 +12,7 @@ import { BackendError, BootError, BootTimeoutError, FlameError, VersionMismatchE
 import type { Logger } from "../log.js";
 import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
 import { PROTOCOL_VERSION, type HelloMessage, type TraceContextCarrier } from "../protocol/messages.js";
-import { encodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
+import { encodeRunnerEnv, RUNNER_ENV_VAR, type RunnerThreads } from "../protocol/runner-env.js";
 import type { Runner } from "./runner.js";
 
 export interface BootContext {
@@ -30,6 +30,8 @@ export interface BootContext {
   signal: AbortSignal;
   /** The boot span's trace context (observability/boot-trace.ts), passed to the runner in its start environment. */
   traceContext?: TraceContextCarrier;
+  /** How the runner spreads its calls over worker threads; undefined: on its main thread. */
+  threads?: RunnerThreads | undefined;
   /** Someone presented this runner's token again after it connected (control plane: possible token theft). */
   onTokenReused(runner: Runner): void;
 }
@@ -91,6 +93,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
           heartbeatInterval: context.heartbeatInterval,
           ...(context.controlPlane.runnerTrust ? { tls: context.controlPlane.runnerTrust } : {}),
           ...(context.traceContext ? { traceContext: context.traceContext } : {}),
+          ...(context.threads ? { threads: context.threads } : {}),
         }),
       },
     });
@@ -121,7 +124,7 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
     if (socket.readyState !== socket.OPEN) throw new BootError(`runner ${runner.id} closed its connection right after saying hello`);
     socket.send(encodeMessage({ type: "welcome" }));
     connection.stopReading();
-    return attachReady(runner, socket, connection.later, context);
+    return attachReady(runner, socket, connection.later, context, hello.threads ?? 0);
   } catch (error) {
     const failure = asBootError(error, runner.id, context);
     if (socket && failure instanceof VersionMismatchError) {
@@ -141,9 +144,9 @@ export async function bootRunner(runner: Runner, context: BootContext): Promise<
   }
 }
 
-function attachReady(runner: Runner, socket: WebSocket, later: Array<Buffer | undefined>, context: BootContext): void {
+function attachReady(runner: Runner, socket: WebSocket, later: Array<Buffer | undefined>, context: BootContext, threads: number): void {
   runner.attach(socket, context.heartbeatInterval);
-  runner.markReady(later);
+  runner.markReady(later, threads);
 }
 
 /** How long a failed hello waits for the runner's exit to explain it. */

@@ -7,6 +7,8 @@ import { InvalidOptionError } from "../errors.js";
 import { isLogLevel, LOG_LEVELS, type Logger, type LogLevel } from "../log.js";
 import * as v from "valibot";
 import { resolveEntry } from "./entry.js";
+import type { ThreadResourceLimits } from "../protocol/runner-env.js";
+import { MAX_RUNNER_THREADS } from "../protocol/validate.js";
 import { MAX_TIMER_DELAY, milliseconds, nonNegativeInteger, parseOptions, positiveInteger } from "../validation.js";
 
 /** What `onGrowStart` and `onGrowEnd` are told about a runner that boots. */
@@ -79,6 +81,18 @@ export interface PoolOptions {
    * resolved against that module, not the working directory.
    */
   entry?: string;
+  /**
+   * Worker threads each runner spreads its calls over, so CPU-bound calls use
+   * every core of its machine: a number, or "auto" for the runner machine's
+   * available parallelism. Each thread imports the entry module; calls go to
+   * the least loaded thread; `maxConcurrency` stays the runner's total. A
+   * thread that crashes fails only its own calls (ThreadExitedError) and is
+   * replaced. Default 1: calls run on the runner's main thread, the right
+   * choice for I/O-bound work.
+   */
+  runnerThreads?: number | "auto";
+  /** Heap and stack limits of each worker thread (Node's `resourceLimits`, in MB); only with `runnerThreads` above 1 or "auto". */
+  threadResourceLimits?: ThreadResourceLimits;
   /** Ms between liveness pings between parent and runner; 3 missed count as a lost connection. Default 5 000. */
   heartbeatInterval?: number;
   /** Ms a runner waits to connect to its parent before it gives up and exits (its failsafe). Default 20 000. */
@@ -94,6 +108,7 @@ export interface PoolOptions {
 }
 
 const hook = v.optional(v.function());
+const megabytes = v.pipe(v.number(), v.finite(), v.gtValue(0, "Expected a size in MB above 0"));
 const MAX_HEARTBEAT_INTERVAL = Math.floor(MAX_TIMER_DELAY / 3);
 
 const schema = v.strictObject({
@@ -135,6 +150,15 @@ const schema = v.strictObject({
     5_000,
   ),
   runnerConnectTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 20_000),
+  runnerThreads: v.optional(v.union([v.pipe(positiveInteger(), v.maxValue(MAX_RUNNER_THREADS)), v.literal("auto")]), 1),
+  threadResourceLimits: v.optional(
+    v.strictObject({
+      maxOldGenerationSizeMb: v.optional(megabytes),
+      maxYoungGenerationSizeMb: v.optional(megabytes),
+      codeRangeSizeMb: v.optional(megabytes),
+      stackSizeMb: v.optional(megabytes),
+    }),
+  ),
   onGrowStart: hook,
   onGrowEnd: hook,
   onShrink: hook,
@@ -169,6 +193,9 @@ export function resolvePoolOptions(input: PoolOptions, setting: PoolSetting): Re
   }
   const subject = typeof input.name === "string" ? `Pool "${input.name}"` : "Pool";
   const parsed = parseOptions(subject, schema, input);
+  if (parsed.threadResourceLimits !== undefined && parsed.runnerThreads === 1) {
+    throw new InvalidOptionError(`invalid ${subject} options: threadResourceLimits applies to worker threads; set runnerThreads above 1 or to "auto"`);
+  }
   if (parsed.min > parsed.max) {
     throw new InvalidOptionError(`invalid ${subject} options: min (${parsed.min}) is greater than max (${parsed.max})`);
   }

@@ -4,7 +4,7 @@
  * whatever settles it first (result, timeout, abort, runner exit) cleans up
  * everything else.
  */
-import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, UnknownFunctionError } from "../errors.js";
+import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, ThreadExitedError, UnknownFunctionError } from "../errors.js";
 import type { ResultMessage, SerializedError } from "../protocol/messages.js";
 import type { CallTrace } from "../observability/call-trace.js";
 import type { CallChannelContext } from "../observability/channels.js";
@@ -140,7 +140,7 @@ export class PendingCall implements InFlightCall {
   settle(result: ResultMessage | Error): void {
     if (result instanceof Error) return this.fail(result);
     if (result.ok) return this.succeed(result.value);
-    this.fail(toError(result.error, this.poolName, this.functionId));
+    this.fail(toError(result.error, this.poolName, this.functionId, this.runner?.id ?? "(unknown)"));
   }
 
   fail(error: Error): void {
@@ -169,19 +169,25 @@ export class PendingCall implements InFlightCall {
 }
 
 /** Rebuilds the error a runner reported into the error the caller gets. */
-export function toError(serialized: SerializedError, poolName: string, functionId: string): Error {
+export function toError(serialized: SerializedError, poolName: string, functionId: string, runnerId: string): Error {
   switch (serialized.kind) {
+    case "thread-exited": {
+      const thread = serialized.properties?.thread;
+      return new ThreadExitedError(runnerId, typeof thread === "number" ? thread : 0, serialized.message, {
+        cause: causeOf(serialized.cause, poolName, functionId, runnerId),
+      });
+    }
     case "unknown-function":
       return new UnknownFunctionError(poolName, functionId);
     case "serialization":
       return new SerializationError(`runner could not send the result of "${functionId}": ${serialized.message}`);
     default:
-      return new RemoteError(serialized, { cause: causeOf(serialized.cause, poolName, functionId) });
+      return new RemoteError(serialized, { cause: causeOf(serialized.cause, poolName, functionId, runnerId) });
   }
 }
 
-function causeOf(cause: SerializedError["cause"], poolName: string, functionId: string): unknown {
+function causeOf(cause: SerializedError["cause"], poolName: string, functionId: string, runnerId: string): unknown {
   if (cause === undefined) return undefined;
-  if ("kind" in cause) return toError(cause as SerializedError, poolName, functionId);
+  if ("kind" in cause) return toError(cause as SerializedError, poolName, functionId, runnerId);
   return (cause as { value: unknown }).value;
 }

@@ -65,6 +65,13 @@ export interface PoolStats {
    * they were made are not in it).
    */
   callDuration: DurationStats;
+  /**
+   * Worker threads (pool option `runnerThreads`) on the runners that are
+   * connected: `total` across them, and per runner its threads and its calls
+   * in flight (spread over those threads). A runner whose calls run on its
+   * main thread (`runnerThreads: 1`) has 0.
+   */
+  threads: { total: number; runners: Array<{ runnerId: string; threads: number; load: number }> };
 }
 
 const DEFAULT_BOOT_TIMEOUT = 30_000;
@@ -94,6 +101,11 @@ export class Pool implements AsyncDisposable {
     this.options = resolvePoolOptions(options, { constructedIn: constructingModule(), onRunner: isRunner() });
     this.name = this.options.name;
     this.backend = this.options.backend ?? new ProcessBackend();
+    if (this.options.runnerThreads !== 1 && this.backend.name === "local") {
+      throw new InvalidOptionError(
+        `invalid Pool "${this.name}" options: runnerThreads needs runners of their own (ProcessBackend, Fly, EC2, Kubernetes); LocalBackend runs calls on the parent's own thread`,
+      );
+    }
     this.log = childLogger(withTraceIds(resolveLogger(this.options.log)), { pool: this.name });
     this.metrics = new PoolMetrics(this.name, this.backend.name, {
       runnersByState: () => {
@@ -101,6 +113,7 @@ export class Pool implements AsyncDisposable {
         return { booting, idle, busy, draining, stopping };
       },
       inFlight: () => this.scheduler.runners.totalLoad(),
+      threads: () => this.scheduler.runners.threads().total,
       queued: () => this.scheduler.queue.size,
     });
     this.scheduler = new Scheduler({
@@ -197,6 +210,7 @@ export class Pool implements AsyncDisposable {
       failed: this.failed,
       queueWait: this.scheduler.queueWait.snapshot(),
       callDuration: this.callDuration.snapshot(),
+      threads: this.scheduler.runners.threads(),
     };
   }
 

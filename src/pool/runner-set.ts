@@ -60,6 +60,18 @@ export class RunnerSet {
     return load;
   }
 
+  /** Worker threads of each connected runner, and the calls in flight on it. */
+  threads(): { total: number; runners: Array<{ runnerId: string; threads: number; load: number }> } {
+    const runners: Array<{ runnerId: string; threads: number; load: number }> = [];
+    let total = 0;
+    for (const runner of this.runners.values()) {
+      if (runner.state === "booting" || runner.state === "exited") continue;
+      total += runner.threads;
+      runners.push({ runnerId: runner.id, threads: runner.threads, load: runner.load });
+    }
+    return { total, runners };
+  }
+
   countByState() {
     const counts = { total: 0, booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
     for (const runner of this.runners.values()) {

@@ -47,6 +47,14 @@ export interface RunnerEvents {
   exited(runner: Runner, detail: string): void;
 }
 
+/**
+ * For a runner with worker threads, how much longer than abortGracePeriod a
+ * cancelled call may run before the whole runner counts as stuck: the runner
+ * itself replaces a thread stuck for abortGracePeriod, and its answer needs
+ * time to come back. This check stays as the backstop.
+ */
+const THREAD_REPLACEMENT_MARGIN = 2_000;
+
 /** How long a closed connection waits for the backend to say how the runner ended. */
 const EXIT_DETAIL_WAIT = 300;
 
@@ -66,6 +74,7 @@ export class Runner {
   /** performance.now() when the pool began booting it (it is made for its boot). */
   readonly bootStartedAt = performance.now();
   private becameReadyAt: number | undefined;
+  private workerThreads = 0;
 
   constructor(
     readonly id: string,
@@ -86,6 +95,11 @@ export class Runner {
   /** Why the pool took this runner out of routing or let it go, if it did; undefined for a runner that just died. */
   get leaveReason(): ShrinkReason | undefined {
     return this.leaving;
+  }
+
+  /** Worker threads running its calls (its hello said); 0: they run on its main thread. */
+  get threads(): number {
+    return this.workerThreads;
   }
 
   /** What the backend returned for it (passed back to its terminate). */
@@ -213,10 +227,12 @@ export class Runner {
    * The runner was welcomed: it takes calls. `earlier` holds the frames that
    * came after its hello, before the socket was attached (undefined: a text
    * frame); they are read now, in order, as if they had just arrived.
+   * `threads`: the worker threads its hello reported.
    */
-  markReady(earlier: ReadonlyArray<Buffer | undefined> = []): void {
+  markReady(earlier: ReadonlyArray<Buffer | undefined> = [], threads = 0): void {
     if (this.lifecycle !== "booting") return;
     this.lifecycle = "ready";
+    this.workerThreads = threads;
     this.becameReadyAt = performance.now();
     for (const frame of earlier) {
       // A frame that broke the protocol has ended the runner (receive changes the state).
@@ -268,7 +284,8 @@ export class Runner {
     if (!call || call.abandoned) return;
     call.abandoned = true;
     this.send({ type: "cancel", callId, reason });
-    call.graceTimer = setTimeout(() => this.events.stuck(this, call.functionId), this.abortGracePeriod);
+    const grace = this.abortGracePeriod + (this.workerThreads > 0 ? THREAD_REPLACEMENT_MARGIN : 0);
+    call.graceTimer = setTimeout(() => this.events.stuck(this, call.functionId), grace);
     call.graceTimer.unref();
   }
 
@@ -338,9 +355,11 @@ export class Runner {
   }
 
   /** The user's logger runs inside a socket handler: if it throws, the process must not go down with it. */
-  private forwardLog({ level, text, traceId, spanId }: LogMessage): void {
+  private forwardLog({ level, text, traceId, spanId, thread }: LogMessage): void {
     try {
-      this.log[level](traceId ? { stream: "runner", trace_id: traceId, span_id: spanId } : { stream: "runner" }, text);
+      const fields: Record<string, unknown> = traceId ? { stream: "runner", trace_id: traceId, span_id: spanId } : { stream: "runner" };
+      if (thread !== undefined) fields.thread = thread;
+      this.log[level](fields, text);
     } catch {
       // A logger that cannot log has nowhere to report that either.
     }

@@ -21,6 +21,7 @@ import type { PoolMetrics } from "../observability/metrics.js";
 import { BootTrace } from "../observability/boot-trace.js";
 import { DurationSummary } from "../observability/duration-summary.js";
 import type { TraceContextCarrier } from "../protocol/messages.js";
+import type { RunnerThreads } from "../protocol/runner-env.js";
 
 /** How long the parent waits for a runner's idle check to answer; silence means yes. */
 const IDLE_CHECK_TIMEOUT = 5_000;
@@ -285,6 +286,7 @@ export class Scheduler {
       bootTimeout: this.bootTimeout,
       runnerConnectTimeout: this.options.runnerConnectTimeout,
       heartbeatInterval: this.options.heartbeatInterval,
+      threads: runnerThreads(this.options),
       log: this.log,
       signal: this.stopController.signal,
       // The control plane has logged it: the session is not to be trusted, so it ends and is replaced.
@@ -466,4 +468,14 @@ export function callHook(log: Logger, name: string, run: () => void): void {
   } catch (error) {
     log.error({ err: error }, `${name} hook threw: ${(error as Error).message}`);
   }
+}
+
+/** What a runner is told about worker threads: nothing when its calls run on its main thread. */
+function runnerThreads(options: Pick<ResolvedPoolOptions, "runnerThreads" | "threadResourceLimits" | "abortGracePeriod">): RunnerThreads | undefined {
+  if (options.runnerThreads === 1) return undefined;
+  return {
+    count: options.runnerThreads,
+    abortGracePeriod: options.abortGracePeriod,
+    ...(options.threadResourceLimits ? { resourceLimits: { ...options.threadResourceLimits } } : {}),
+  };
 }

@@ -133,10 +133,15 @@ export function decodeRunnerMessage(frame: unknown): RunnerMessage {
   throw new ProtocolError(`a runner sent a frame of unknown kind ${reader.kind}`);
 }
 
-/** Decodes and checks a frame from the parent. Throws ProtocolError when it is not a valid message. */
-export function decodeParentMessage(frame: unknown): DecodedParentMessage {
+/**
+ * Decodes and checks a frame from the parent. Throws ProtocolError when it is
+ * not a valid message. With `args: false` a call's arguments are left in the
+ * frame (its `args` is empty): a runner whose calls run on worker threads
+ * hands the frame to a thread, which decodes them there.
+ */
+export function decodeParentMessage(frame: unknown, options?: { args: boolean }): DecodedParentMessage {
   const reader = openFrame(frame);
-  if (reader.kind === KIND_CALL) return readCall(reader.deserializer);
+  if (reader.kind === KIND_CALL) return readCall(reader.deserializer, options?.args ?? true);
   if (reader.kind === KIND_CONTROL) return validateParentControl(readEnvelope(reader.deserializer));
   throw new ProtocolError(`the parent sent a frame of unknown kind ${reader.kind}`);
 }
@@ -181,7 +186,7 @@ function readFlags(deserializer: DefaultDeserializer, what: string): number {
   }
 }
 
-function readCall(deserializer: DefaultDeserializer): DecodedCall {
+function readCall(deserializer: DefaultDeserializer, withArgs: boolean): DecodedCall {
   const callId = id(readNumber(deserializer, "call id"), "call.callId");
   const flags = readFlags(deserializer, "call flags");
   if ((flags & ~KNOWN_CALL_FLAGS) !== 0) throw new ProtocolError(`call ${callId} has unknown flags ${flags}`);
@@ -195,6 +200,7 @@ function readCall(deserializer: DefaultDeserializer): DecodedCall {
   if (flags & CALL_IS_CHILD) call.child = true;
   if (flags & CALL_HAS_TRACE_CONTEXT) call.traceContext = validateTraceContext(readEnvelope(deserializer));
   if (timeout !== Infinity) call.timeout = timeout;
+  if (!withArgs) return call;
   let args: unknown;
   try {
     args = deserializer.readValue();

@@ -5,7 +5,7 @@
  * Bump PROTOCOL_VERSION on any incompatible change: a runner whose version
  * differs is refused at hello.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** HTTP headers the runner sends on the WebSocket upgrade. */
 export const RUNNER_ID_HEADER = "x-flame-runner";
@@ -16,8 +16,12 @@ export const DEFAULT_MAX_PAYLOAD = 256 * 1024 * 1024;
 
 /** An exception in a form that crosses the wire and keeps what users debug with. */
 export interface SerializedError {
-  /** `thrown`: the user's function threw; other kinds map to flame-ts' own errors. */
-  kind: "thrown" | "unknown-function" | "serialization" | "aborted";
+  /**
+   * `thrown`: the user's function threw; other kinds map to flame-ts' own
+   * errors. `thread-exited` (protocol 4): the worker thread running the call
+   * ended; `message` says how, `properties.thread` which thread it was.
+   */
+  kind: "thrown" | "unknown-function" | "serialization" | "aborted" | "thread-exited";
   name: string;
   message: string;
   stack?: string | undefined;
@@ -38,6 +42,12 @@ export interface HelloMessage {
   poolDefined: boolean;
   /** Set when the entry module threw while loading: the runner reports it, then exits. */
   entryError?: string;
+  /**
+   * How many worker threads run its calls (pool option `runnerThreads`, with
+   * "auto" resolved on the runner's machine); absent: calls run on its main
+   * thread (protocol 4).
+   */
+  threads?: number;
 }
 
 export type ResultMessage =
@@ -51,6 +61,8 @@ export interface LogMessage {
   /** The trace and span the runner was in when it wrote the line (W3C hex ids), if any. */
   traceId?: string;
   spanId?: string;
+  /** The worker thread that wrote it (1 to runnerThreads); absent for the runner's main thread (protocol 4). */
+  thread?: number;
 }
 
 export interface IdleCheckReplyMessage {

@@ -28,6 +28,23 @@ export interface RunnerTrust {
   fingerprint256?: string;
 }
 
+/** Limits of each worker thread's heap and stack, in MB, as Node's `Worker` takes them (`resourceLimits`). */
+export interface ThreadResourceLimits {
+  maxOldGenerationSizeMb?: number;
+  maxYoungGenerationSizeMb?: number;
+  codeRangeSizeMb?: number;
+  stackSizeMb?: number;
+}
+
+/** How a runner spreads its calls over worker threads (pool option `runnerThreads`). */
+export interface RunnerThreads {
+  /** Worker threads to start; "auto": the runner machine's available parallelism. 1: calls run on the main thread. */
+  count: number | "auto";
+  /** The pool's abortGracePeriod: a thread still running a cancelled call after it is replaced. */
+  abortGracePeriod: number;
+  resourceLimits?: ThreadResourceLimits;
+}
+
 export interface RunnerBootInfo {
   /** WebSocket URL of the parent's control plane, e.g. ws://127.0.0.1:40123. */
   parentUrl: string;
@@ -48,6 +65,32 @@ export interface RunnerBootInfo {
    * call's trace context (protocol/validate.ts).
    */
   traceContext?: TraceContextCarrier;
+  /** Absent: calls run on the runner's main thread. */
+  threads?: RunnerThreads;
+}
+
+const RESOURCE_LIMIT_KEYS = ["maxOldGenerationSizeMb", "maxYoungGenerationSizeMb", "codeRangeSizeMb", "stackSizeMb"] as const;
+
+function decodeThreads(value: unknown): RunnerThreads {
+  const fields = value as Partial<Record<keyof RunnerThreads, unknown>> | null;
+  const invalid = () => new Error(`${RUNNER_ENV_VAR} has an invalid "threads"`);
+  if (typeof fields !== "object" || fields === null) throw invalid();
+  const { count, abortGracePeriod, resourceLimits } = fields;
+  if (!(count === "auto" || (typeof count === "number" && Number.isInteger(count) && count >= 1))) throw invalid();
+  if (typeof abortGracePeriod !== "number" || !(abortGracePeriod >= 0)) throw invalid();
+  const threads: RunnerThreads = { count, abortGracePeriod };
+  if (resourceLimits !== undefined) {
+    if (typeof resourceLimits !== "object" || resourceLimits === null) throw invalid();
+    const limits: ThreadResourceLimits = {};
+    for (const key of RESOURCE_LIMIT_KEYS) {
+      const limit = (resourceLimits as Record<string, unknown>)[key];
+      if (limit === undefined) continue;
+      if (typeof limit !== "number" || !(limit > 0)) throw invalid();
+      limits[key] = limit;
+    }
+    threads.resourceLimits = limits;
+  }
+  return threads;
 }
 
 export function encodeRunnerEnv(info: RunnerBootInfo): string {
@@ -88,6 +131,7 @@ export function decodeRunnerEnv(value: string): RunnerBootInfo {
       throw new Error(`${RUNNER_ENV_VAR} has an invalid "traceContext": ${(error as Error).message}`);
     }
   }
+  if (parsed.threads !== undefined) boot.threads = decodeThreads(parsed.threads);
   // A parent that listens with TLS is never dialed in clear, nor without knowing whom to trust.
   if (boot.parentUrl.startsWith("wss:") !== (boot.tls !== undefined)) {
     throw new Error(`${RUNNER_ENV_VAR} is not valid: its URL and its "tls" disagree`);

@@ -43,7 +43,9 @@ const TRACE_CONTEXT_FIELD_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 const LOG_LEVELS: ReadonlySet<string> = new Set(["debug", "info", "warn", "error"]);
 const CANCEL_REASONS: ReadonlySet<string> = new Set(["timeout", "aborted", "stopped"]);
-const ERROR_KINDS: ReadonlySet<string> = new Set(["thrown", "unknown-function", "serialization", "aborted"]);
+const ERROR_KINDS: ReadonlySet<string> = new Set(["thrown", "unknown-function", "serialization", "aborted", "thread-exited"]);
+/** Most worker threads a runner may report (far above any machine's cores: a bound, not a policy). */
+export const MAX_RUNNER_THREADS = 1_024;
 
 export type RunnerControlMessage = HelloMessage | LogMessage | IdleCheckReplyMessage;
 export type ParentControlMessage = WelcomeMessage | RefuseMessage | CancelMessage | IdleCheckMessage | ShutdownMessage;
@@ -84,6 +86,12 @@ export function id(value: unknown, what: string): number {
   return value;
 }
 
+/** A thread number: 1 to MAX_RUNNER_THREADS. */
+function threadNumber(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_RUNNER_THREADS) fail(`${what} is not a thread count from 1 to ${MAX_RUNNER_THREADS}`);
+  return value;
+}
+
 function oneOf<T extends string>(value: unknown, allowed: ReadonlySet<string>, what: string): T {
   if (typeof value !== "string" || !allowed.has(value)) fail(`${what} ${describeValue(value)} is not one of ${[...allowed].join(", ")}`);
   return value as T;
@@ -119,6 +127,7 @@ export function validateHello(fields: Record<string, unknown>, currentVersion: n
   };
   const entryError = optionalString(fields.entryError, "hello.entryError", 64 * 1024);
   if (entryError !== undefined) hello.entryError = entryError;
+  if (fields.threads !== undefined) hello.threads = threadNumber(fields.threads, "hello.threads");
   return hello;
 }
 
@@ -138,6 +147,7 @@ export function validateRunnerControl(value: unknown, currentVersion: number): R
         message.traceId = hexId(fields.traceId, 32, "log.traceId");
         message.spanId = hexId(fields.spanId, 16, "log.spanId");
       }
+      if (fields.thread !== undefined) message.thread = threadNumber(fields.thread, "log.thread");
       return message;
     }
     case "idle-check-reply":

@@ -12,29 +12,25 @@
 import { WebSocket } from "ws";
 import { decodeParentMessage, encodeMessage, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
-import { serializeError } from "../protocol/serialized-error.js";
-import { runAsCall } from "../call-context.js";
-import { CallCancellation } from "./call-context.js";
-import { inServerSpan } from "../observability/server-span.js";
 import { activeTraceIds } from "../observability/log-correlation.js";
+import type { CallHost } from "./call-host.js";
 import {
   AUTHORIZATION_HEADER,
   DEFAULT_MAX_PAYLOAD,
   PROTOCOL_VERSION,
   RUNNER_ID_HEADER,
-  type ResultMessage,
+  type LogMessage,
   type RunnerMessage,
 } from "../protocol/messages.js";
 import type { RunnerBootInfo, RunnerTrust } from "../protocol/runner-env.js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
-import type { RegisteredPool } from "../runtime.js";
 import { retry } from "../retry.js";
 
 export interface AgentOptions {
   boot: RunnerBootInfo;
   appVersion: string;
-  /** The pool whose functions this runner serves; undefined if the entry module did not define it. */
-  findPool: () => RegisteredPool | undefined;
+  /** What runs the calls: the main thread itself, or worker threads. */
+  calls: CallHost;
   /** Diagnostics that must not go through the forwarded console (it would loop). */
   report?: (message: string) => void;
   /**
@@ -97,7 +93,6 @@ class UpgradeRefusedError extends Error {
 export class Agent {
   private socket: WebSocket | undefined;
   private state: SessionState = "dialing";
-  private readonly running = new Map<number, CallCancellation>();
   private resolveEnd!: (end: AgentEnd) => void;
   /** Settles once, when the agent has stopped for good, whatever stopped it. */
   readonly done = new Promise<AgentEnd>((resolve) => (this.resolveEnd = resolve));
@@ -159,18 +154,25 @@ export class Agent {
       appVersion: this.options.appVersion,
       runnerId: this.options.boot.runnerId,
       pid: process.pid,
-      poolDefined: this.options.findPool() !== undefined,
+      poolDefined: this.options.calls.poolDefined(),
       ...(entryError ? { entryError } : {}),
+      ...(this.options.calls.threads > 0 ? { threads: this.options.calls.threads } : {}),
     });
     return this.done;
   }
 
-  /** Forwards a line of console output to the parent's log, if connected. */
-  forwardLog(level: "debug" | "info" | "warn" | "error", text: string): boolean {
+  /**
+   * Forwards a line of console output to the parent's log, if connected. A
+   * line from a worker thread comes with its thread and the trace ids it was
+   * written under; a line of this thread takes the ids of the span active now.
+   */
+  forwardLog(level: LogMessage["level"], text: string, from?: { thread: number; traceId?: string | undefined; spanId?: string | undefined }): boolean {
     try {
       // Written inside a call's span: the parent's log line names the same trace.
-      const ids = activeTraceIds();
-      return this.send(ids ? { type: "log", level, text, traceId: ids.traceId, spanId: ids.spanId } : { type: "log", level, text });
+      const ids = from ? (from.traceId && from.spanId ? { traceId: from.traceId, spanId: from.spanId } : undefined) : activeTraceIds();
+      const message: LogMessage = ids ? { type: "log", level, text, traceId: ids.traceId, spanId: ids.spanId } : { type: "log", level, text };
+      if (from) message.thread = from.thread;
+      return this.send(message);
     } catch {
       // A line over maxPayload is not worth failing the app's console call for.
       return false;
@@ -257,7 +259,7 @@ export class Agent {
     if (this.state === "ended") return;
     let message: DecodedParentMessage;
     try {
-      message = decodeParentMessage(data);
+      message = decodeParentMessage(data, { args: this.options.calls.decodesArgs });
     } catch (error) {
       this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${(error as Error).message}` });
       return;
@@ -282,10 +284,10 @@ export class Agent {
     }
     switch (message.type) {
       case "call":
-        void this.run(message);
+        void this.run(message, data!);
         return;
       case "cancel":
-        this.running.get(message.callId)?.abort(new Error(`call cancelled by the parent (${message.reason})`));
+        this.options.calls.cancel(message.callId, message.reason);
         return;
       case "idle-check":
         void this.idleCheck(message.checkId);
@@ -296,71 +298,22 @@ export class Agent {
     }
   }
 
-  private async run(message: DecodedCall): Promise<void> {
-    const { callId, functionId } = message;
-    if (message.argsError !== undefined) {
-      return this.sendResult({ type: "result", callId, ok: false, error: { kind: "serialization", name: "SerializationError", message: message.argsError } });
-    }
-    const pool = this.options.findPool();
-    const fn = pool?.lookupFunction(functionId);
-    if (!fn) {
-      return this.sendResult({
-        type: "result",
-        callId,
-        ok: false,
-        error: { kind: "unknown-function", name: "UnknownFunctionError", message: `no function "${functionId}"` },
-      });
-    }
-    if (this.running.has(callId)) {
-      this.end({ reason: "protocol-error", detail: `the parent reused call id ${callId} while that call was running` });
+  private async run(message: DecodedCall, frame: Buffer): Promise<void> {
+    if (this.options.calls.isRunning(message.callId)) {
+      this.end({ reason: "protocol-error", detail: `the parent reused call id ${message.callId} while that call was running` });
       return;
     }
-    const cancellation = new CallCancellation();
-    this.running.set(callId, cancellation);
-    const context = cancellation.context({
-      runnerId: this.options.boot.runnerId,
-      pool: this.options.boot.pool,
-      functionId,
-      deadline: message.timeout === undefined ? Infinity : Date.now() + message.timeout,
-    });
-    let reply: ResultMessage;
-    try {
-      // Traced only when the caller sent its trace context: an untraced call takes the plain path.
-      const value = message.traceContext
-        ? await inServerSpan(message.traceContext, context, () => runAsCall(context, fn, message.args))
-        : await runAsCall(context, fn, message.args);
-      reply = { type: "result", callId, ok: true, value };
-    } catch (error) {
-      reply = { type: "result", callId, ok: false, error: serializeError(error) };
-    } finally {
-      this.running.delete(callId);
-    }
-    this.sendResult(reply);
-  }
-
-  /** Sends a result; one that cannot be encoded becomes the caller's SerializationError, never the runner's crash. */
-  private sendResult(reply: ResultMessage): void {
-    try {
-      this.send(reply);
-      return;
-    } catch (error) {
-      // The value could not be serialized (a function, a symbol, over maxPayload).
-      const failure: ResultMessage = { type: "result", callId: reply.callId, ok: false, error: serializeError(error, "serialization") };
-      try {
-        this.send(failure);
-        return;
-      } catch {
-        // Even the error did not fit (a huge property): send its bare name and message.
-      }
-      const { name, message } = failure.error;
-      this.send({ type: "result", callId: reply.callId, ok: false, error: { kind: "serialization", name, message: message.slice(0, 4_096) } });
-    }
+    const result = await this.options.calls.run(message, frame);
+    const socket = this.socket;
+    // A session that ended meanwhile has nobody to answer (its calls were aborted).
+    if (this.state === "ended" || !socket || socket.readyState !== WebSocket.OPEN) return;
+    sendCoalesced(socket, result);
   }
 
   private async idleCheck(checkId: number): Promise<void> {
     let shutdown = true;
     try {
-      shutdown = (await this.options.findPool()?.runIdleCheck()) ?? true;
+      shutdown = await this.options.calls.idleCheck();
     } catch (error) {
       this.options.report?.(`idle check threw, allowing shutdown: ${(error as Error).message}`);
     }
@@ -379,8 +332,7 @@ export class Agent {
     this.state = "ended";
     this.lifetime.abort();
     clearTimeout(this.livenessTimer);
-    for (const cancellation of this.running.values()) cancellation.abort(new Error(`runner stopping: ${end.detail}`));
-    this.running.clear();
+    this.options.calls.close(new Error(`runner stopping: ${end.detail}`));
     if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.close(1000, end.reason);
     else this.socket?.terminate();
     this.resolveEnd(end);

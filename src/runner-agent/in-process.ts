@@ -7,6 +7,7 @@
 import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
 import { appVersion, findPool } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
+import { InlineCalls } from "./call-host.js";
 
 export interface InProcessRunner {
   /** Settles when the agent has stopped, whatever stopped it. */
@@ -21,7 +22,7 @@ export function startInProcessRunner(env: Record<string, string>, entry: string 
     boot,
     // The parent computed its version from the same entry in this same process.
     appVersion: appVersion(entry),
-    findPool: () => findPool(boot.pool),
+    calls: new InlineCalls({ runnerId: boot.runnerId, pool: boot.pool, findPool: () => findPool(boot.pool) }),
     // The parent's process must be free to exit when its work is done.
     holdsProcess: false,
   });

@@ -25,7 +25,19 @@ const CONSOLE_LEVELS: Record<"debug" | "log" | "info" | "warn" | "error", Level>
 /** A line longer than this is forwarded in pieces rather than held. */
 const MAX_LINE = 16 * 1024;
 
-export function forwardOutput(send: (level: Level, text: string) => void): void {
+type StreamName = "stdout" | "stderr";
+
+/** The streams' own writes, kept when they are intercepted: lines of worker threads are written through them. */
+const originalWrites = new Map<StreamName, (chunk: string) => boolean>();
+
+/** Writes `text` to this process's stdout or stderr without forwarding it (whoever forwards it does so themselves). */
+export function writeLocally(stream: StreamName, text: string): void {
+  const write = originalWrites.get(stream);
+  if (write) write(text);
+  else process[stream].write(text);
+}
+
+export function forwardOutput(send: (level: Level, text: string, stream: StreamName) => void): void {
   // Set while a console method writes, so its line keeps the method's level.
   let consoleLevel: Level | undefined;
   for (const [method, level] of Object.entries(CONSOLE_LEVELS) as [keyof typeof CONSOLE_LEVELS, Level][]) {
@@ -40,24 +52,26 @@ export function forwardOutput(send: (level: Level, text: string) => void): void 
       }
     };
   }
-  const intercept = (stream: NodeJS.WriteStream, streamLevel: Level) => {
+  const intercept = (name: StreamName, streamLevel: Level) => {
+    const stream = process[name];
     const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+    originalWrites.set(name, write);
     let partial = "";
     stream.write = ((chunk: unknown, ...rest: unknown[]) => {
       const level = consoleLevel ?? streamLevel;
       partial += typeof chunk === "string" ? chunk : Buffer.isBuffer(chunk) || chunk instanceof Uint8Array ? Buffer.from(chunk).toString("utf8") : String(chunk);
       let newline: number;
       while ((newline = partial.indexOf("\n")) !== -1) {
-        send(level, partial.slice(0, newline));
+        send(level, partial.slice(0, newline), name);
         partial = partial.slice(newline + 1);
       }
       if (partial.length > MAX_LINE) {
-        send(level, partial);
+        send(level, partial, name);
         partial = "";
       }
       return write(chunk, ...rest);
     }) as typeof stream.write;
   };
-  intercept(process.stdout, "info");
-  intercept(process.stderr, "error");
+  intercept("stdout", "info");
+  intercept("stderr", "error");
 }

@@ -12,14 +12,16 @@
  * `import()` cannot be cancelled, so the process exits around it).
  */
 import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { closeSync, readFileSync } from "node:fs";
-import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR } from "../protocol/runner-env.js";
-import { appVersion, findPool, markAsRunner, setLoadingEntry } from "../runtime.js";
+import { availableParallelism } from "node:os";
+import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR, type RunnerBootInfo } from "../protocol/runner-env.js";
+import { appVersion, findPool, markAsRunner } from "../runtime.js";
 import { Agent, type AgentEnd } from "./agent.js";
-import { forwardOutput } from "./output-forwarding.js";
+import { InlineCalls, type CallHost } from "./call-host.js";
+import { loadEntry } from "./load-entry.js";
+import { forwardOutput, writeLocally } from "./output-forwarding.js";
+import { ThreadSet, type ThreadOutput } from "./threads/thread-set.js";
 import { flushTelemetry, openTelemetry } from "../observability/opentelemetry.js";
-import { recordEntryLoad } from "../observability/boot-trace.js";
 
 /**
  * The runner process's exit codes (documented in the README):
@@ -101,10 +103,36 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   }, boot.connectTimeout);
 
   let entryFailed = false;
+  // Set once the agent exists: a thread's line is forwarded through it (remote backends).
+  let forwardThreadLine: ((thread: number, line: ThreadOutput) => void) | undefined;
+  const threadCount = resolveThreadCount(boot);
+  const threads =
+    threadCount > 1
+      ? new ThreadSet({
+          count: threadCount,
+          runnerId: boot.runnerId,
+          pool: boot.pool,
+          entry: entryPath,
+          abortGracePeriod: boot.threads!.abortGracePeriod,
+          resourceLimits: boot.threads!.resourceLimits,
+          traceContext: boot.traceContext,
+          output: (thread, line) => {
+            // Written here with the thread's tag (ProcessBackend reads this process's pipes), forwarded as its own field.
+            writeLocally(line.stream, `[thread ${thread}] ${line.text}\n`);
+            forwardThreadLine?.(thread, line);
+          },
+          report,
+          failed: (detail) => {
+            report(`${detail}; exiting`);
+            agent.close(detail);
+          },
+        })
+      : undefined;
+  const calls: CallHost = threads ?? new InlineCalls({ runnerId: boot.runnerId, pool: boot.pool, findPool: () => findPool(boot.pool) });
   const agent = new Agent({
     boot,
     appVersion: appVersion(entryPath?.startsWith("file:") ? new URL(entryPath).pathname : entryPath),
-    findPool: () => findPool(boot.pool),
+    calls,
     report,
   });
   // Whatever ends the agent, at whatever stage, ends the process.
@@ -117,33 +145,27 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
     () => clearTimeout(failsafe),
     () => undefined, // the agent has ended: exitFor reports it
   );
-  // Loading the app and dialing the parent overlap: both dominate a cold start.
-  let entryError: string | undefined;
-  const loadStartedAt = performance.now();
-  let loadFailure: unknown;
-  try {
-    setLoadingEntry(true);
-    if (entryPath) await import(entryPath.startsWith("file:") ? entryPath : pathToFileURL(entryPath).href);
-  } catch (thrown) {
-    const reason = thrown as Error;
-    loadFailure = reason;
+  // Loading the app (on this thread, or on each worker thread) and dialing the parent overlap: both dominate a cold start.
+  const entryError = threads ? (await threads.ready).entryError : await loadEntry(entryPath, boot);
+  if (entryError !== undefined) {
     entryFailed = true;
-    entryError = `the entry module ${entryPath} failed to load: ${reason?.stack ?? String(reason)}`;
     report(entryError);
-  } finally {
-    setLoadingEntry(false);
-  }
-  // The entry module is what registers the app's SDK: the load can only be recorded now it has returned.
-  if (boot.traceContext && entryPath) {
-    const { runnerId, pool, traceContext } = boot;
-    recordEntryLoad({ runnerId, pool, traceContext, startedAt: loadStartedAt, endedAt: performance.now(), ...(entryFailed ? { error: loadFailure } : {}) });
   }
   await connected;
   // ProcessBackend reads this process's pipes itself (output before connecting included).
-  if (process.env[OUTPUT_CAPTURED_ENV] !== "1") forwardOutput((level, text) => void agent.forwardLog(level, text));
+  if (process.env[OUTPUT_CAPTURED_ENV] !== "1") {
+    forwardOutput((level, text) => void agent.forwardLog(level, text));
+    forwardThreadLine = (thread, { level, text, traceId, spanId }) => void agent.forwardLog(level, text, { thread, traceId, spanId });
+  }
   await agent.serve(entryError);
   // exitFor ends the process; nothing after this point runs.
   return new Promise<never>(() => undefined);
+}
+
+/** Worker threads to start: 1 (none: calls run on this thread) unless the pool asked for more. */
+function resolveThreadCount(boot: RunnerBootInfo): number {
+  const count = boot.threads?.count ?? 1;
+  return count === "auto" ? availableParallelism() : count;
 }
 
 /**

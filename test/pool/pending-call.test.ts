@@ -309,7 +309,7 @@ describe("toError rebuilds what the runner reported", () => {
       stack: "ImageTooLargeError: image is 90 MB\n    at resize (/app/image.js:10:5)\n    at run (/app/agent.js:1:1)",
       properties: { code: "E_TOO_LARGE", statusCode: 413, limit: { mb: 50 } },
     };
-    const error = toError(remote, POOL, FUNCTION) as RemoteError;
+    const error = toError(remote, POOL, FUNCTION, "runner-1") as RemoteError;
 
     expect(error).toBeInstanceOf(RemoteError);
     expect(error).toBeInstanceOf(FlameError);
@@ -337,7 +337,7 @@ describe("toError rebuilds what the runner reported", () => {
         cause: { value: { attempt: 3 } },
       },
     };
-    const error = toError(remote, POOL, FUNCTION);
+    const error = toError(remote, POOL, FUNCTION, "runner-1");
 
     expect(error).toBeInstanceOf(RemoteError);
     const cause = error.cause as RemoteError;
@@ -350,14 +350,14 @@ describe("toError rebuilds what the runner reported", () => {
 
   it("keeps falsy cause values", () => {
     for (const value of [0, "", false, null]) {
-      const error = toError({ kind: "thrown", name: "Error", message: "x", cause: { value } }, POOL, FUNCTION);
+      const error = toError({ kind: "thrown", name: "Error", message: "x", cause: { value } }, POOL, FUNCTION, "runner-1");
       expect(error.cause).toBe(value);
       expect("cause" in error).toBe(true);
     }
   });
 
   it("an unknown function becomes UnknownFunctionError naming the pool and the function", () => {
-    const error = toError({ kind: "unknown-function", name: "UnknownFunctionError", message: `no function "${FUNCTION}"` }, POOL, FUNCTION);
+    const error = toError({ kind: "unknown-function", name: "UnknownFunctionError", message: `no function "${FUNCTION}"` }, POOL, FUNCTION, "runner-1");
     expect(error).toBeInstanceOf(UnknownFunctionError);
     expect(error).toMatchObject({ code: "FLAME_UNKNOWN_FUNCTION", functionId: FUNCTION });
     expect(error.message).toContain(`"${POOL}"`);
@@ -365,7 +365,7 @@ describe("toError rebuilds what the runner reported", () => {
   });
 
   it("a serialization failure becomes SerializationError with the runner's message", () => {
-    const error = toError({ kind: "serialization", name: "DataCloneError", message: "function could not be cloned" }, POOL, FUNCTION);
+    const error = toError({ kind: "serialization", name: "DataCloneError", message: "function could not be cloned" }, POOL, FUNCTION, "runner-1");
     expect(error).toBeInstanceOf(SerializationError);
     expect(error).toMatchObject({ code: "FLAME_SERIALIZATION" });
     expect(error.message).toContain(FUNCTION);

@@ -29,6 +29,7 @@ import { RUNNER_ID_HEADER, type ParentMessage, type RunnerMessage } from "../../
 import { encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { ProtocolError } from "../../src/protocol/validate.js";
 import { Agent, type AgentEnd } from "../../src/runner-agent/agent.js";
+import { InlineCalls } from "../../src/runner-agent/call-host.js";
 import type { RegisteredPool } from "../../src/runtime.js";
 import { TSX_EXEC_ARGV } from "../support/backends.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
@@ -389,7 +390,7 @@ function startAgent(parent: FakeParent, runnerId: string): { agent: Agent; invoc
   const agent = new Agent({
     boot: { parentUrl: parent.url, runnerId, pool: POOL, token: "any", connectTimeout: 2_000, heartbeatInterval: 60_000 },
     appVersion: "agent-fuzz",
-    findPool: () => pool,
+    calls: new InlineCalls({ runnerId, pool: POOL, findPool: () => pool }),
     report: () => undefined,
   });
   return { agent, invocations };
