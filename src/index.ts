@@ -73,6 +73,7 @@ export {
   BootTimeoutError,
   QueueTimeoutError,
   RunnerExitedError,
+  ThreadExitedError,
   QueueFullError,
   PoolStoppedError,
   RemoteError,
