@@ -100,6 +100,24 @@ if (!isRunner()) {
   await pool.stop();
 }
 `,
+  // Runner threads from the package as installed: the built thread module imports this app on each thread.
+  "threads.mjs": `
+import { threadId } from "node:worker_threads";
+import { currentCall, isRunner, Pool } from "flame-ts";
+const pool = new Pool({ name: "threads", max: 1, runnerThreads: 2, log: "warn" });
+const where = pool.define("where", async (ms) => {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return { thread: currentCall().thread, threadId, pid: process.pid };
+});
+const quit = pool.define("quit", () => process.exit(3));
+if (!isRunner()) {
+  const spread = await Promise.all([where(100), where(100)]);
+  const crashed = await quit().catch((error) => ({ name: error.name, code: error.code, thread: error.thread }));
+  const after = await where(0);
+  console.log(JSON.stringify({ threads: spread.map((call) => call.thread).sort(), onePid: new Set([...spread, after].map((call) => call.pid)).size === 1, crashed, stats: pool.stats().threads.total }));
+  await pool.stop();
+}
+`,
   "forgetful.mjs": `
 import { isRunner, Pool } from "flame-ts";
 const pool = new Pool({ name: "forgetful", min: 1, max: 1, log: "warn" });
@@ -303,6 +321,12 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     expect(lastJsonLine(stdout)).toEqual({ twice: 42 });
     const help = await run(join(app, "node_modules/.bin/flame-ts"), ["runner", "--help"], app, 20_000);
     expect(help).toContain("Usage: flame-ts runner");
+  });
+
+  it("runnerThreads spreads calls over a runner's worker threads, and a crashed thread fails only its call", async () => {
+    const { code, stdout, stderr } = await node(["threads.mjs"]);
+    expect(code, stderr).toBe(0);
+    expect(lastJsonLine(stdout)).toEqual({ threads: [1, 2], onePid: true, crashed: { name: "ThreadExitedError", code: "FLAME_THREAD_EXITED", thread: 1 }, stats: 2 });
   });
 
   it("a runner's raw stdout and console output reach the parent's log, tagged", async () => {
