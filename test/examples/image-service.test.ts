@@ -89,7 +89,12 @@ async function stats(service: Service) {
   expect(response.status).toBe(200);
   return (await response.json()) as {
     backend: string;
-    pool: { runners: Record<"booting" | "ready" | "busy" | "idle" | "draining" | "stopping", number>; completed: number; failed: number };
+    pool: {
+      runners: Record<"booting" | "ready" | "busy" | "idle" | "draining" | "stopping", number>;
+      completed: number;
+      failed: number;
+      threads: { total: number; runners: Array<{ runnerId: string; threads: number; load: number }> };
+    };
   };
 }
 
@@ -291,12 +296,17 @@ describe("on the Fly backend, through the Fly emulator", () => {
       FLY_IMAGE_REF: TEST_IMAGE,
       FLY_PRIVATE_IP: "127.0.0.1",
       POOL_MAX: "2",
+      // Each machine renders on two worker threads (and so takes two renders at once).
+      POOL_RUNNER_THREADS: "2",
       // What an image would run, as the emulator runs it: a local process, in the emulator's directory (the repository).
       RUNNER_COMMAND: JSON.stringify([process.execPath, ...TSX_EXEC_ARGV, "src/cli.ts", "runner", "examples/image-service/src/pool.ts"]),
     });
     const images = await Promise.all([1, 2, 3].map((zoom) => fetchPng(`${service.url}/fractal?width=160&height=90&zoom=${zoom}`)));
     for (const image of images) expect([image.width, image.height]).toEqual([160, 90]);
-    expect((await stats(service)).backend).toBe("fly");
+    const served = await stats(service);
+    expect(served.backend).toBe("fly");
+    expect(served.pool.threads.runners.length).toBeGreaterThanOrEqual(1);
+    for (const runner of served.pool.threads.runners) expect(runner.threads).toBe(2);
 
     const machines = liveMachines(emulator);
     expect(machines.length).toBeGreaterThanOrEqual(1);

@@ -25,7 +25,14 @@ export interface PoolSettings {
   min: number;
   /** `POOL_MAX`, default 4: most runners at once. */
   max: number;
-  /** `POOL_MAX_CONCURRENCY`, default 1: renders one runner takes at once (rendering is synchronous CPU work, so one at a time). */
+  /**
+   * `POOL_RUNNER_THREADS`, default 1: worker threads per runner. Rendering is
+   * synchronous CPU work, so a runner machine with N cores renders N images
+   * at once with N threads (set FLY_RUNNER_CPUS, the instance type or the pod's
+   * CPU request to match).
+   */
+  runnerThreads: number;
+  /** `POOL_MAX_CONCURRENCY`, default `POOL_RUNNER_THREADS`: renders one runner takes at once (one per thread: a render holds its thread). */
   maxConcurrency: number;
   /** `POOL_MAX_QUEUE`, default 100: requests waiting for a runner before the service answers 503. */
   maxQueue: number;
@@ -68,6 +75,7 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
   if (!["process", "fly", "ec2", "kubernetes"].includes(kind)) {
     problems.push(`FLAME_BACKEND must be "process", "fly", "ec2" or "kubernetes", got ${JSON.stringify(env.FLAME_BACKEND)}`);
   }
+  const runnerThreads = read.integer("POOL_RUNNER_THREADS", 1, 1);
   const config: Omit<ServiceConfig, "backend"> = {
     port: read.integer("PORT", 8080, 0, 65_535),
     host: env.HOST || undefined,
@@ -75,7 +83,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     pool: {
       min: read.integer("POOL_MIN", 0, 0),
       max: read.integer("POOL_MAX", 4, 1),
-      maxConcurrency: read.integer("POOL_MAX_CONCURRENCY", 1, 1),
+      runnerThreads,
+      maxConcurrency: read.integer("POOL_MAX_CONCURRENCY", runnerThreads, 1),
       maxQueue: read.integer("POOL_MAX_QUEUE", 100, 0),
       idleShutdownAfter: read.integer("POOL_IDLE_SHUTDOWN_MS", 30_000, 0),
       bootTimeout: read.optionalInteger("POOL_BOOT_TIMEOUT_MS", 1),

@@ -42,6 +42,7 @@ export const pool = new Pool({
   backend: config?.backend,
   min: config?.pool.min ?? 0,
   max: config?.pool.max ?? 1,
+  runnerThreads: config?.pool.runnerThreads ?? 1,
   maxConcurrency: config?.pool.maxConcurrency ?? 1,
   maxQueue: config?.pool.maxQueue ?? Infinity,
   idleShutdownAfter: config?.pool.idleShutdownAfter ?? 30_000,
