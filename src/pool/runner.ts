@@ -10,7 +10,7 @@ import { RunnerExitedError } from "../errors.js";
 import { settledWithin } from "../retry.js";
 import type { Logger } from "../log.js";
 import type { ShrinkReason } from "./options.js";
-import { decodeRunnerMessage, encodeMessage } from "../protocol/codec.js";
+import { decodeRunnerMessage, encodeMessage, forEachBatched, isBatch } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
 import {
   type CancelMessage,
@@ -332,8 +332,22 @@ export class Runner {
     this.events.exited(this, detail);
   }
 
-  /** Every frame is checked before use; one that breaks the protocol ends this runner's connection, nothing else. */
+  /** A batch is read frame by frame, until one of them ends the connection. */
   private receive(data: Buffer | undefined): void {
+    if (!data || !isBatch(data)) return this.receiveFrame(data);
+    try {
+      forEachBatched(data, (frame) => {
+        this.receiveFrame(frame);
+        return this.lifecycle !== "exited";
+      });
+    } catch (error) {
+      this.log.error({}, `runner ${this.id} broke the protocol (${(error as Error).message}); closing its connection`);
+      this.markExited(`it broke the protocol: ${(error as Error).message}`);
+    }
+  }
+
+  /** Every frame is checked before use; one that breaks the protocol ends this runner's connection, nothing else. */
+  private receiveFrame(data: Buffer | undefined): void {
     let message: RunnerMessage;
     try {
       message = decodeRunnerMessage(data);

@@ -9,6 +9,9 @@
  *   CONTROL  [0] header, message                      (hello, log, cancel, ...)
  *   CALL     [1] header, callId, flags, timeout, functionId, [traceContext], args
  *   RESULT   [2] header, callId, ok, value | error
+ * or several frames that left in the same tick, in one WebSocket message
+ * (protocol 4; coalesce.ts makes them):
+ *   BATCH    [3] (uint32 LE length, frame)+          (two or more; no batch inside)
  * Calls and results carry their id ahead of the user's values, so a value
  * that cannot be decoded (V8 encodes objects nested deeper than it can
  * decode) fails only its own call, never the connection. A frame whose first
@@ -43,6 +46,7 @@ import {
 const KIND_CONTROL = 0;
 const KIND_CALL = 1;
 const KIND_RESULT = 2;
+const KIND_BATCH = 3;
 const KIND_PROTOCOL_1 = 0xff;
 
 const CALL_IS_CHILD = 1;
@@ -73,6 +77,58 @@ class IsolatingDeserializer extends DefaultDeserializer {
     const Typed = view.constructor as new (buffer: ArrayBuffer) => ArrayBufferView;
     return new Typed(own);
   }
+}
+
+/** Whether `frame` is a batch of frames (see forEachBatched). */
+export function isBatch(frame: Buffer): boolean {
+  return frame.byteLength > 0 && frame[0] === KIND_BATCH;
+}
+
+/** One WebSocket message carrying `frames` (two or more, none a batch), in order. */
+export function encodeBatch(frames: readonly Buffer[]): Buffer {
+  let size = 1;
+  for (const frame of frames) size += 4 + frame.byteLength;
+  const batch = Buffer.allocUnsafe(size);
+  batch[0] = KIND_BATCH;
+  let offset = 1;
+  for (const frame of frames) {
+    batch.writeUInt32LE(frame.byteLength, offset);
+    offset += 4;
+    frame.copy(batch, offset);
+    offset += frame.byteLength;
+  }
+  return batch;
+}
+
+/**
+ * Calls `visit` with each frame of a batch, in order, until it returns
+ * false. The whole batch is checked before the first visit: a malformed one
+ * (truncated, a length past its end, fewer than two frames, a batch inside)
+ * throws ProtocolError and none of its frames is read.
+ */
+export function forEachBatched(batch: Buffer, visit: (frame: Buffer) => boolean | void): void {
+  const frames: Buffer[] = [];
+  let offset = 1;
+  while (offset < batch.byteLength) {
+    if (offset + 4 > batch.byteLength) throw new ProtocolError("a batch frame is truncated");
+    const length = batch.readUInt32LE(offset);
+    offset += 4;
+    if (length < 2 || offset + length > batch.byteLength) throw new ProtocolError(`a batch frame holds a frame of ${length} bytes that does not fit`);
+    const frame = batch.subarray(offset, offset + length);
+    if (frame[0] === KIND_BATCH) throw new ProtocolError("a batch frame holds another batch");
+    frames.push(frame);
+    offset += length;
+  }
+  if (frames.length < 2) throw new ProtocolError(`a batch frame holds ${frames.length} frame(s), not two or more`);
+  for (const frame of frames) if (visit(frame) === false) return;
+}
+
+/** The frames a WebSocket message carries: its batch's, or itself (for peers off the hot path: tools and tests). */
+export function framesOf(message: Buffer): Buffer[] {
+  if (!isBatch(message)) return [message];
+  const frames: Buffer[] = [];
+  forEachBatched(message, (frame) => void frames.push(frame));
+  return frames;
 }
 
 /** A call as the runner decodes it: `argsError` is set when its arguments could not be decoded. */

@@ -10,8 +10,8 @@
  * parent always ends the agent.
  */
 import { WebSocket } from "ws";
-import { decodeParentMessage, encodeMessage, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
-import { sendCoalesced } from "../protocol/coalesce.js";
+import { decodeParentMessage, encodeMessage, forEachBatched, isBatch, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
+import { flushCoalesced, sendCoalesced } from "../protocol/coalesce.js";
 import { activeTraceIds } from "../observability/log-correlation.js";
 import type { CallHost } from "./call-host.js";
 import {
@@ -148,7 +148,9 @@ export class Agent {
   serve(entryError?: string): Promise<AgentEnd> {
     if (this.state !== "connected") return this.done;
     this.state = "hello-sent";
-    this.send({
+    // The hello opens the session: it travels alone, ahead of anything else, never inside a batch.
+    if (this.socket) flushCoalesced(this.socket);
+    this.sendNow({
       type: "hello",
       protocolVersion: PROTOCOL_VERSION,
       appVersion: this.options.appVersion,
@@ -254,7 +256,20 @@ export class Agent {
     this.livenessTimer.unref();
   }
 
+  /** A batch is read frame by frame, until one of them ends the session. */
   private receive(data: Buffer | undefined): void {
+    if (!data || !isBatch(data)) return this.receiveFrame(data);
+    try {
+      forEachBatched(data, (frame) => {
+        this.receiveFrame(frame);
+        return this.state !== "ended";
+      });
+    } catch (error) {
+      this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${(error as Error).message}` });
+    }
+  }
+
+  private receiveFrame(data: Buffer | undefined): void {
     // ws still delivers frames that arrived before a close it is completing: an ended session reads nothing.
     if (this.state === "ended") return;
     let message: DecodedParentMessage;
@@ -320,6 +335,10 @@ export class Agent {
     this.send({ type: "idle-check-reply", checkId, shutdown });
   }
 
+  private sendNow(message: RunnerMessage): void {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(encodeMessage(message), { binary: true });
+  }
+
   private send(message: RunnerMessage): boolean {
     const socket = this.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) return false;
@@ -333,7 +352,11 @@ export class Agent {
     this.lifetime.abort();
     clearTimeout(this.livenessTimer);
     this.options.calls.close(new Error(`runner stopping: ${end.detail}`));
-    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.close(1000, end.reason);
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      // What this session already sent (a last result, a log line) leaves before the close frame.
+      flushCoalesced(this.socket);
+      this.socket.close(1000, end.reason);
+    }
     else this.socket?.terminate();
     this.resolveEnd(end);
   }

@@ -18,7 +18,7 @@ import { WebSocket } from "ws";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "../../src/backends/backend.js";
 import { BootError, RunnerExitedError, VersionMismatchError } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
-import { decodeParentMessage, decodeRunnerMessage, encodeMessage, type DecodedCall } from "../../src/protocol/codec.js";
+import { decodeParentMessage, decodeRunnerMessage, encodeMessage, framesOf, type DecodedCall } from "../../src/protocol/codec.js";
 import { PROTOCOL_VERSION, type RunnerMessage } from "../../src/protocol/messages.js";
 import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../../src/protocol/runner-env.js";
 import { ProtocolError } from "../../src/protocol/validate.js";
@@ -290,18 +290,20 @@ class FakeRunner {
       rawSocket(this.socket).write(Buffer.concat([clientFrame(0x2, hello), wireBytes(plan.behindHello, this.runnerId)]));
     });
     this.socket.on("message", (data: Buffer, isBinary: boolean) => {
-      let message;
+      let messages;
       try {
-        message = decodeParentMessage(isBinary ? data : undefined);
+        messages = isBinary ? framesOf(data).map((frame) => decodeParentMessage(frame)) : [decodeParentMessage(undefined)];
       } catch (error) {
         this.invalidFromParent.push((error as Error).message);
         return;
       }
-      if (message.type === "welcome") this.welcomed = true;
-      if (message.type !== "call") return;
-      this.calls.push(message);
-      this.callArrived.emit("call");
-      if (plan.answerCalls) this.socket.send(encodeMessage({ type: "result", callId: message.callId, ok: true, value: message.args[0] }));
+      for (const message of messages) {
+        if (message.type === "welcome") this.welcomed = true;
+        if (message.type !== "call") continue;
+        this.calls.push(message);
+        this.callArrived.emit("call");
+        if (plan.answerCalls) this.socket.send(encodeMessage({ type: "result", callId: message.callId, ok: true, value: message.args[0] }));
+      }
     });
   }
 

@@ -95,6 +95,11 @@ function loads(connections: Map<string, FakeConnection>): number[] {
   return [...connections.values()].map((connection) => connection.running.size);
 }
 
+/** Frames leave at the end of the tick they were sent in (protocol/coalesce.ts): resolves once they have. */
+function sent(): Promise<void> {
+  return new Promise((resolve) => process.nextTick(resolve));
+}
+
 beforeEach(() => {
   vi.useFakeTimers();
 });
@@ -115,6 +120,7 @@ describe("Scheduler", () => {
     const [callId] = first.running.keys();
     first.answer(callId!, "done");
     await expect(calls[callId! - 1]!.settled).resolves.toBe("done");
+    await sent();
     expect(r.scheduler.queue.size).toBe(0);
     expect(first.running.has(7)).toBe(true);
   });
@@ -125,12 +131,14 @@ describe("Scheduler", () => {
     await vi.advanceTimersByTimeAsync(100);
     await growing;
     for (let i = 0; i < 5; i++) r.call();
+    await sent();
     expect(loads(r.connections).sort()).toEqual([2, 3]);
     const [a, b] = r.connections.values();
     a!.answerAll();
     const before = b!.running.size;
     r.call();
     r.call();
+    await sent();
     // Both went to the runner that had emptied: it is still the less loaded one after the first.
     expect(a!.running.size).toBe(2);
     expect(b!.running.size).toBe(before);
@@ -183,6 +191,7 @@ describe("Scheduler", () => {
     await vi.advanceTimersByTimeAsync(100);
     await growing;
     const busy = r.call();
+    await sent();
     const busyRunner = [...r.connections.entries()].find(([, connection]) => connection.running.size > 0)![0];
     await r.scheduler.resize({ min: 0, max: 1 });
     expect(r.terminated).toHaveLength(2);
@@ -198,6 +207,7 @@ describe("Scheduler", () => {
     await growing;
     const running = r.call();
     const queued = r.call();
+    await sent();
     const stopping = r.scheduler.stop();
     expect(r.scheduler.stop()).toBe(stopping);
     expect(r.scheduler.accepting).toBe(false);

@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { inspect, isDeepStrictEqual } from "node:util";
 import { DefaultSerializer, deserialize, serialize } from "node:v8";
 import { describe, expect, it } from "vitest";
-import { decodeParentMessage, decodeRunnerMessage, encodeMessage } from "../../src/protocol/codec.js";
+import { decodeParentMessage, decodeRunnerMessage, encodeBatch, encodeMessage, forEachBatched, framesOf } from "../../src/protocol/codec.js";
 import { PROTOCOL_VERSION, type ParentMessage, type RunnerMessage, type SerializedError } from "../../src/protocol/messages.js";
 import { ProtocolError } from "../../src/protocol/validate.js";
 
@@ -47,7 +47,7 @@ const text = fc.string({ unit: "binary", maxLength: 40 });
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const CANCEL_REASONS = ["timeout", "aborted", "stopped"] as const;
-const ERROR_KINDS = ["thrown", "unknown-function", "serialization", "aborted"] as const;
+const ERROR_KINDS = ["thrown", "unknown-function", "serialization", "aborted", "thread-exited"] as const;
 
 const { serializedError } = fc.letrec<{ serializedError: SerializedError }>((tie) => ({
   serializedError: fc.record(
@@ -563,5 +563,53 @@ describe("values nested deeper than V8 can decode fail their call, not the conne
     expectProtocolError(decodeRunnerMessage, controlFrame({ type: "log", level: "info", text: "t", extra: nested(DEPTH) }));
     expectProtocolError(decodeParentMessage, controlFrame({ type: "shutdown", reason: "r", extra: nested(DEPTH) }));
     expectProtocolError(decodeRunnerMessage, serialize({ type: "hello", protocolVersion: 1, extra: nested(DEPTH) }));
+  });
+});
+
+describe("batch frames (several frames in one WebSocket message)", () => {
+  const anyRunnerMessage = fc.oneof(...Object.values(runnerMessages));
+
+  it("carry their frames intact and in order, each decoded as if it had come alone", () => {
+    fc.assert(
+      fc.property(fc.array(anyRunnerMessage, { minLength: 2, maxLength: 12 }), (messages) => {
+        const frames = messages.map((message) => encodeMessage(message));
+        const carried = framesOf(encodeBatch(frames));
+        expect(carried.map((frame) => Buffer.from(frame))).toEqual(frames);
+        expect(carried.map((frame) => decodeRunnerMessage(frame))).toEqual(frames.map((frame) => decodeRunnerMessage(frame)));
+      }),
+      runs(100),
+    );
+  });
+
+  it("a malformed batch is refused as a whole with ProtocolError, before any of its frames is read", () => {
+    const a = encodeMessage({ type: "log", level: "info", text: "a" });
+    const batch = encodeBatch([a, a]);
+    const cases: Record<string, Buffer> = {
+      truncated: batch.subarray(0, batch.byteLength - 1),
+      "a length past its end": Buffer.concat([batch.subarray(0, 1), Buffer.from([0xff, 0xff, 0xff, 0x7f]), batch.subarray(5)]),
+      "one frame only": encodeBatch([a]),
+      empty: Buffer.of(3),
+      "a batch inside": encodeBatch([a, batch]),
+      "a frame too short": encodeBatch([a, Buffer.of(0)]),
+    };
+    for (const [name, bytes] of Object.entries(cases)) {
+      let visited = 0;
+      expect(() => forEachBatched(bytes, () => void (visited += 1)), name).toThrow(ProtocolError);
+      expect(visited, name).toBe(0);
+    }
+  });
+
+  it("random bytes behind the batch kind either split into frames that are not batches, or fail with ProtocolError", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const message = Buffer.concat([Buffer.of(3), bytes]);
+        try {
+          for (const frame of framesOf(message)) expect(frame[0]).not.toBe(3);
+        } catch (error) {
+          expect(error).toBeInstanceOf(ProtocolError);
+        }
+      }),
+      runs(300),
+    );
   });
 });

@@ -24,7 +24,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Backend } from "../../src/backends/backend.js";
-import { decodeParentMessage, decodeRunnerMessage, encodeMessage, type DecodedParentMessage } from "../../src/protocol/codec.js";
+import { decodeParentMessage, decodeRunnerMessage, encodeMessage, framesOf, type DecodedParentMessage } from "../../src/protocol/codec.js";
 import { RUNNER_ID_HEADER, type ParentMessage, type RunnerMessage } from "../../src/protocol/messages.js";
 import { encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { ProtocolError } from "../../src/protocol/validate.js";
@@ -73,7 +73,8 @@ class Session {
     this.closed = new Promise((resolve) => socket.once("close", (code: number) => resolve(code)));
     socket.on("message", (data: Buffer, isBinary: boolean) => {
       try {
-        this.received.push(decodeRunnerMessage(isBinary ? data : undefined));
+        if (!isBinary) throw new ProtocolError("a frame is not binary");
+        for (const frame of framesOf(data)) this.received.push(decodeRunnerMessage(frame));
       } catch (error) {
         this.invalid.push((error as Error).message);
       }

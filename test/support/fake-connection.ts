@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { WebSocket } from "ws";
-import { decodeParentMessage, encodeMessage, type DecodedCall } from "../../src/protocol/codec.js";
+import { decodeParentMessage, encodeMessage, forEachBatched, isBatch, type DecodedCall } from "../../src/protocol/codec.js";
 
 export class FakeConnection extends EventEmitter {
   readyState = 1;
@@ -16,8 +16,9 @@ export class FakeConnection extends EventEmitter {
   readonly cancelled: number[] = [];
   shutdownRequested = false;
 
-  /** The Runner sends frames here. */
+  /** The Runner sends frames here (a batch is read frame by frame). */
   send(frame: Buffer): void {
+    if (isBatch(frame)) return forEachBatched(frame, (inner) => this.send(inner));
     const message = decodeParentMessage(frame);
     switch (message.type) {
       case "call":
