@@ -12,6 +12,9 @@
  * or several frames that left in the same tick, in one WebSocket message
  * (protocol 4; coalesce.ts makes them):
  *   BATCH    [3] (uint32 LE length, frame)+          (two or more; no batch inside)
+ * and calls and results whose values need no structured clone are written by
+ * hand, without V8 (protocol 4; compact-frames.ts):
+ *   COMPACT CALL [4], COMPACT RESULT [5]
  * Calls and results carry their id ahead of the user's values, so a value
  * that cannot be decoded (V8 encodes objects nested deeper than it can
  * decode) fails only its own call, never the connection. A frame whose first
@@ -33,6 +36,7 @@ import {
   type ResultMessage,
   type RunnerMessage,
 } from "./messages.js";
+import { encodeCompactCall, encodeCompactResult, KIND_COMPACT_CALL, KIND_COMPACT_RESULT, readCompactCall, readCompactResult } from "./compact-frames.js";
 import {
   id,
   ProtocolError,
@@ -153,6 +157,14 @@ export function encodeMessage(message: ParentMessage | RunnerMessage, maxPayload
 }
 
 function serializeFrame(message: ParentMessage | RunnerMessage): Buffer {
+  // Values that need no structured clone skip V8's serializer (compact-frames.ts).
+  if (message.type === "call") {
+    const compact = encodeCompactCall(message);
+    if (compact) return compact;
+  } else if (message.type === "result") {
+    const compact = encodeCompactResult(message);
+    if (compact) return compact;
+  }
   const serializer = new DefaultSerializer();
   switch (message.type) {
     case "call":
@@ -182,6 +194,7 @@ function serializeFrame(message: ParentMessage | RunnerMessage): Buffer {
 
 /** Decodes and checks a frame from a runner. Throws ProtocolError when it is not a valid message. */
 export function decodeRunnerMessage(frame: unknown): RunnerMessage {
+  if (Buffer.isBuffer(frame) && frame[0] === KIND_COMPACT_RESULT) return readCompactResult(frame);
   const reader = openFrame(frame);
   if (reader.kind === KIND_RESULT) return readResult(reader.deserializer);
   if (reader.kind === KIND_CONTROL) return validateRunnerControl(readEnvelope(reader.deserializer), PROTOCOL_VERSION);
@@ -196,6 +209,7 @@ export function decodeRunnerMessage(frame: unknown): RunnerMessage {
  * hands the frame to a thread, which decodes them there.
  */
 export function decodeParentMessage(frame: unknown, options?: { args: boolean }): DecodedParentMessage {
+  if (Buffer.isBuffer(frame) && frame[0] === KIND_COMPACT_CALL) return readCompactCall(frame, options?.args ?? true);
   const reader = openFrame(frame);
   if (reader.kind === KIND_CALL) return readCall(reader.deserializer, options?.args ?? true);
   if (reader.kind === KIND_CONTROL) return validateParentControl(readEnvelope(reader.deserializer));

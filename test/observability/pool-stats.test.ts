@@ -97,6 +97,8 @@ describe("the Scheduler's boot counts", () => {
     const third = submit(target, 3);
     expect(target.queueWait.snapshot()).toMatchObject({ count: 2, p50: 0 });
     expect(boots[1]!.runner.load).toBe(2);
+    // The calls' frames leave at the end of the tick (protocol/coalesce.ts).
+    await new Promise((resolve) => process.nextTick(resolve));
     connections[0]!.answerAll();
     await expect(Promise.all([second, third])).resolves.toEqual([2, 3]);
     await target.stop();
