@@ -299,7 +299,7 @@ export class Agent {
     }
     switch (message.type) {
       case "call":
-        void this.run(message, data!);
+        this.run(message, data!);
         return;
       case "cancel":
         this.options.calls.cancel(message.callId, message.reason);
@@ -313,12 +313,17 @@ export class Agent {
     }
   }
 
-  private async run(message: DecodedCall, frame: Buffer): Promise<void> {
+  private run(message: DecodedCall, frame: Buffer): void {
     if (this.options.calls.isRunning(message.callId)) {
       this.end({ reason: "protocol-error", detail: `the parent reused call id ${message.callId} while that call was running` });
       return;
     }
-    const result = await this.options.calls.run(message, frame);
+    const result = this.options.calls.run(message, frame);
+    if (result instanceof Promise) void result.then((settled) => this.answer(settled));
+    else this.answer(result);
+  }
+
+  private answer(result: Buffer): void {
     const socket = this.socket;
     // A session that ended meanwhile has nobody to answer (its calls were aborted).
     if (this.state === "ended" || !socket || socket.readyState !== WebSocket.OPEN) return;

@@ -21,8 +21,13 @@ export interface CallScope {
   findPool: () => RegisteredPool | undefined;
 }
 
-/** Runs `call` under `cancellation`; never throws: a failure is the result's error. */
-export async function executeCall(call: DecodedCall, scope: CallScope, cancellation: CallCancellation): Promise<ResultMessage> {
+/**
+ * Runs `call` under `cancellation`; never throws: a failure is the result's
+ * error. A function that returns a plain value (not a thenable) gets its
+ * result in the same turn, without a promise: for short synchronous
+ * functions the promise chain cost more than the call.
+ */
+export function executeCall(call: DecodedCall, scope: CallScope, cancellation: CallCancellation): ResultMessage | Promise<ResultMessage> {
   const { callId, functionId } = call;
   if (call.argsError !== undefined) {
     return { type: "result", callId, ok: false, error: { kind: "serialization", name: "SerializationError", message: call.argsError } };
@@ -38,14 +43,36 @@ export async function executeCall(call: DecodedCall, scope: CallScope, cancellat
     deadline: call.timeout === undefined ? Infinity : Date.now() + call.timeout,
     thread: scope.thread,
   });
+  // Traced only when the caller sent its trace context: an untraced call takes the plain path.
+  if (call.traceContext) {
+    const traceContext = call.traceContext;
+    return settle(callId, () => inServerSpan(traceContext, context, () => runAsCall(context, fn, call.args)));
+  }
+  return settle(callId, () => runAsCall(context, fn, call.args));
+}
+
+function settle(callId: number, run: () => unknown): ResultMessage | Promise<ResultMessage> {
+  let value: unknown;
   try {
-    // Traced only when the caller sent its trace context: an untraced call takes the plain path.
-    const value = call.traceContext
-      ? await inServerSpan(call.traceContext, context, () => runAsCall(context, fn, call.args))
-      : await runAsCall(context, fn, call.args);
-    return { type: "result", callId, ok: true, value };
+    value = run();
   } catch (error) {
     return { type: "result", callId, ok: false, error: serializeError(error) };
+  }
+  if (!isThenable(value)) return { type: "result", callId, ok: true, value };
+  return Promise.resolve(value).then(
+    (settled): ResultMessage => ({ type: "result", callId, ok: true, value: settled }),
+    (error: unknown): ResultMessage => ({ type: "result", callId, ok: false, error: serializeError(error) }),
+  );
+}
+
+/** What `await` would wait for: a promise, or any object or function with a callable `then`. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  if ((typeof value !== "object" || value === null) && typeof value !== "function") return false;
+  try {
+    return typeof (value as { then?: unknown }).then === "function";
+  } catch {
+    // A `then` getter that throws: `await` would reject with it; Promise.resolve does the same.
+    return true;
   }
 }
 

@@ -18,8 +18,12 @@ export interface CallHost {
   poolDefined(): boolean;
   /** Whether `callId` is running here. */
   isRunning(callId: number): boolean;
-  /** Runs a call; resolves with its encoded result frame, never rejects. `frame` is the call's frame as it arrived. */
-  run(call: DecodedCall, frame: Buffer): Promise<Buffer>;
+  /**
+   * Runs a call; gives its encoded result frame (at once for a call that
+   * finished synchronously), never throws or rejects. `frame` is the call's
+   * frame as it arrived.
+   */
+  run(call: DecodedCall, frame: Buffer): Buffer | Promise<Buffer>;
   /** The parent cancelled a call: its signal aborts. */
   cancel(callId: number, reason: CancelMessage["reason"]): void;
   /** The pool's idle check, where the calls run: true lets the runner shut down. */
@@ -47,14 +51,18 @@ export class InlineCalls implements CallHost {
     return this.running.has(callId);
   }
 
-  async run(call: DecodedCall): Promise<Buffer> {
+  run(call: DecodedCall): Buffer | Promise<Buffer> {
     const cancellation = new CallCancellation();
     this.running.set(call.callId, cancellation);
-    try {
-      return encodeResult(await executeCall(call, this.scope, cancellation));
-    } finally {
+    const result = executeCall(call, this.scope, cancellation);
+    if (!(result instanceof Promise)) {
       this.running.delete(call.callId);
+      return encodeResult(result);
     }
+    return result.then((settled) => {
+      this.running.delete(call.callId);
+      return encodeResult(settled);
+    });
   }
 
   cancel(callId: number, reason: CancelMessage["reason"]): void {
