@@ -50,7 +50,7 @@ export async function roundTripCase(context: BenchContext, rig: WarmRig): Promis
       repetitions,
       perRepetition: `${calls} sequential calls`,
       comparisons: [
-        wsEchoLatency(payload.byteLength, samples, rig.tls),
+        wsEchoLatency(payload.byteLength, samples, rig.tls, 1.2),
         ...(tracedSamples ? [tracedComparison(payload.byteLength, tracedSamples, samples)] : []),
       ],
     },
