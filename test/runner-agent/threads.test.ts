@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
-import { CallTimeoutError, InvalidOptionError, LocalBackend, Pool, ThreadExitedError } from "../../src/index.js";
+import { CallAbortedError, CallTimeoutError, InvalidOptionError, LocalBackend, Pool, ThreadExitedError } from "../../src/index.js";
 import { makeThreadedPool } from "../fixtures/threaded-app.js";
 import { testProcessBackend } from "../support/backends.js";
 import { waitFor } from "../support/processes.js";
@@ -96,6 +96,17 @@ describe("runner threads", () => {
     await waitFor(() => pool.stats().inFlight === 0, "the cancelled call to end on the runner");
     const after = await Promise.all([where(), where()]);
     expect(after.map((call) => call.threadId).sort()).toEqual(before.map((call) => call.threadId).sort());
+  });
+
+  it("a caller's abort cancels the call on its thread", async () => {
+    const { pool, sleep, lines } = threadedPool();
+    const controller = new AbortController();
+    const call = pool.call(sleep, [10_000], { signal: controller.signal });
+    await waitFor(() => pool.stats().inFlight === 1, "the call to reach its thread");
+    controller.abort(new Error("the user left"));
+    await expect(call).rejects.toBeInstanceOf(CallAbortedError);
+    await waitFor(() => lines.some((line) => /aborted on thread 1/.test(line.message)), "the abort on the thread");
+    await waitFor(() => pool.stats().inFlight === 0, "the aborted call to end on the runner");
   });
 
   it("a thread stuck past abortGracePeriod is terminated and replaced; its runner and the other thread carry on", async () => {
