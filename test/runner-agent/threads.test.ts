@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
-import { CallAbortedError, CallTimeoutError, InvalidOptionError, LocalBackend, Pool, ThreadExitedError } from "../../src/index.js";
+import { CallAbortedError, CallTimeoutError, InvalidOptionError, RemoteError, LocalBackend, Pool, ThreadExitedError } from "../../src/index.js";
 import { makeThreadedPool } from "../fixtures/threaded-app.js";
 import { testProcessBackend } from "../support/backends.js";
 import { waitFor } from "../support/processes.js";
@@ -77,6 +77,14 @@ describe("runner threads", () => {
     await where();
     const expected = availableParallelism() > 1 ? availableParallelism() : 0;
     expect(pool.stats().threads.total).toBe(expected);
+  });
+
+  it("an error thrown on a thread reaches the caller as a RemoteError with its stack and properties", async () => {
+    const { fail } = threadedPool();
+    const error = (await fail("bad input").catch((thrown: unknown) => thrown)) as RemoteError;
+    expect(error).toBeInstanceOf(RemoteError);
+    expect(error).toMatchObject({ remoteName: "TypeError", message: "bad input", remoteCode: "E_ON_THREAD", thread: 1 });
+    expect(error.remoteStack).toMatch(/threaded-app\.ts/);
   });
 
   it("moves Buffers both ways intact", async () => {
