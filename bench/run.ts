@@ -1,7 +1,8 @@
 /**
  * flame-ts benchmarks: flame-ts against the floor (raw ws over loopback,
  * spawning node) and against its peers (piscina, workerpool, one process),
- * measured side by side in one run, interleaved, as ratios.
+ * measured side by side in one run, interleaved, as ratios; and a runner's
+ * memory by its thread count, against a 1-thread runner.
  *
  *   npm run bench                          # full mode: a few minutes
  *   npm run bench -- --quick               # under a minute (CI runs it)
@@ -21,13 +22,14 @@ import { largePayloadCase } from "./cases/large-payload.js";
 import { parentCpuCase } from "./cases/parent-cpu.js";
 import { parentMemoryCase } from "./cases/parent-memory.js";
 import { roundTripCase } from "./cases/round-trip.js";
+import { runnerMemoryCase } from "./cases/runner-memory.js";
 import { throughputCase, throughputTlsCase } from "./cases/throughput.js";
 import type { BenchContext } from "./lib/context.js";
 import { loadFlame } from "./lib/flame.js";
 import { formatTable, machineMeta, type CaseResult, type RunMeta, type SkippedCase } from "./lib/report.js";
 import { startWarmRig } from "./lib/warm-rig.js";
 
-const CASES = ["round-trip", "throughput", "large-payload", "cold-start", "elastic-cpu", "parent-memory"] as const;
+const CASES = ["round-trip", "throughput", "large-payload", "cold-start", "elastic-cpu", "parent-memory", "runner-memory"] as const;
 
 const { values } = parseArgs({
   options: {
@@ -90,8 +92,13 @@ if (selected.has("cold-start")) {
   results.push(...coldStart.results);
   skipped.push(...coldStart.skipped);
 }
-if (selected.has("elastic-cpu")) results.push(await elasticCpuCase(context));
+if (selected.has("elastic-cpu")) results.push(...(await elasticCpuCase(context)));
 if (selected.has("parent-memory")) results.push(await parentMemoryCase(context));
+if (selected.has("runner-memory")) {
+  const runnerMemory = await runnerMemoryCase(context);
+  results.push(...runnerMemory.results);
+  skipped.push(...runnerMemory.skipped);
+}
 
 // Cases print in the order.
 results.sort((a, b) => a.title.localeCompare(b.title, "en", { numeric: true }));

@@ -8,7 +8,11 @@
  * `node` that dials `wss://` pinned to the server's certificate: the TLS
  * handshake is in both figures, and on the flame-ts side so is the listener's
  * fresh certificate (each repetition's pool starts its own listener, as the
- * clear pools do).
+ * clear pools do). The thread rows (under "4. Cold start", after the process
+ * row, which is the 1-thread one) boot runners with `runnerThreads` 2 and
+ * "auto" in the same repetitions, against the same spawn-and-connect
+ * measurements: a runner with threads answers its first call only once its
+ * worker threads have each imported the app, so their start is in the figure.
  */
 import { spawn } from "node:child_process";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
@@ -16,7 +20,7 @@ import type { AddressInfo } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { Backend } from "flame-ts";
+import type { Backend, PoolOptions } from "flame-ts";
 import type { BenchContext } from "../lib/context.js";
 import { interleave } from "../lib/measure.js";
 import { compare, type CaseResult, type SkippedCase } from "../lib/report.js";
@@ -88,18 +92,44 @@ export async function coldStartCase(context: BenchContext): Promise<ColdStartOut
   const skipped: SkippedCase[] = [];
   try {
     let poolNumber = 0;
-    const coldCall = async (backend?: Backend): Promise<number> => {
-      const { pool, noop } = context.flame.makePool({ name: `bench-cold-${++poolNumber}`, min: 0, max: 1, ...(backend ? { backend } : {}) });
+    // Worker threads the last "auto" runner started (its machine's parallelism), as the pool's stats report them.
+    let autoThreads = 0;
+    const coldCall = async (backend?: Backend, runnerThreads?: PoolOptions["runnerThreads"]): Promise<number> => {
+      const { pool, noop } = context.flame.makePool({
+        name: `bench-cold-${++poolNumber}`,
+        min: 0,
+        max: 1,
+        ...(backend ? { backend } : {}),
+        ...(runnerThreads === undefined ? {} : { runnerThreads }),
+      });
       try {
         const start = performance.now();
         await noop();
-        return performance.now() - start;
+        const elapsed = performance.now() - start;
+        // Untimed: check the runner really runs calls on worker threads, so the row measures what it says.
+        if (runnerThreads !== undefined) {
+          const threads = pool.stats().threads.runners[0]?.threads ?? 0;
+          if (runnerThreads === "auto") autoThreads = threads;
+          else if (threads !== runnerThreads) throw new Error(`a runner with runnerThreads ${runnerThreads} reported ${threads} threads`);
+        }
+        return elapsed;
       } finally {
         await pool.stop();
       }
     };
-    const samples = await interleave({ flame: () => coldCall(), spawn: () => baseline.measure() }, repetitions);
+    // The thread rows run in the same repetitions, so each is paired with the same spawn-and-connect figure.
+    const samples = await interleave(
+      {
+        flame: () => coldCall(),
+        flameTwoThreads: () => coldCall(undefined, 2),
+        flameAutoThreads: () => coldCall(undefined, "auto"),
+        spawn: () => baseline.measure(),
+      },
+      repetitions,
+    );
     results.push(coldStartResult("4. Cold start", "process backend", samples.flame, samples.spawn, repetitions));
+    results.push(threadsColdStartResult("2", samples.flameTwoThreads, samples.flame, samples.spawn, repetitions));
+    results.push(threadsColdStartResult(`"auto" (${autoThreads} here)`, samples.flameAutoThreads, samples.flame, samples.spawn, repetitions));
 
     // ---- Fly emulator variant ------------------------------------------------
     // FlyBackend comes from the package's index; the emulator from its own entry
@@ -145,6 +175,30 @@ function coldStartResult(title: string, backend: string, flame: number[], spawne
     repetitions,
     perRepetition: "one cold start (p99 of so few samples is their maximum)",
     comparisons: [comparison],
+  };
+}
+
+/**
+ * A thread row: the cold start of a runner with `runnerThreads` set, against
+ * spawn-and-connect (the floor, as for every cold start) and against the
+ * 1-thread runner of the same repetitions (what the threads add to a boot).
+ * The issue sets no target for these rows.
+ */
+function threadsColdStartResult(threads: string, flame: number[], oneThread: number[], spawned: number[], repetitions: number): CaseResult {
+  const p99 = (samples: number[]) => [percentile(samples, 99)];
+  return {
+    id: `cold-start-threads-${threads.split(" ")[0]!.replaceAll('"', "")}`,
+    // The same title as the 1-thread process row, so the three print together.
+    title: "4. Cold start",
+    metric: `min 0 to first result, process backend, runnerThreads ${threads}`,
+    unit: "ms",
+    better: "lower",
+    repetitions,
+    perRepetition: "one cold start (p99 of so few samples is their maximum)",
+    comparisons: [
+      compare("spawn node + ws connect + 1 message", flame, spawned, { flameP99: p99(flame), otherP99: p99(spawned) }),
+      compare("flame-ts, runnerThreads 1", flame, oneThread, { flameP99: p99(flame), otherP99: p99(oneThread) }),
+    ],
   };
 }
 

@@ -1,9 +1,15 @@
 /**
  * Case 5, elastic CPU work: many CPU-bound calls of a few ms each on a pool
- * of max 2 runners starting from zero (boot time included), against the same
- * work in this one process and on piscina with 2 threads (thread start included).
+ * starting from zero runners (boot time included), against the same work in
+ * this one process and on piscina with 2 threads (thread start included).
+ * flame-ts runs in three shapes, all measured in the same repetitions:
+ * 2 runners of 1 thread (max 2, maxConcurrency 1: parallel processes),
+ * 1 runner of 2 threads (max 1, runnerThreads 2, maxConcurrency 2: parallel
+ * worker threads in one runner), and 1 runner of 1 thread (no parallelism:
+ * what one remote process costs against doing the work here).
  */
 import { availableParallelism } from "node:os";
+import type { PoolOptions } from "flame-ts";
 import type { BenchContext } from "../lib/context.js";
 import { interleave } from "../lib/measure.js";
 import { startPiscina } from "../lib/peers.js";
@@ -24,26 +30,35 @@ function calibrate(milliseconds: number): number {
   }
 }
 
-export async function elasticCpuCase(context: BenchContext): Promise<CaseResult> {
+/** A flame-ts pool shape this case runs: how many runners, and how many threads each. */
+type PoolShape = Pick<PoolOptions, "max" | "maxConcurrency" | "runnerThreads">;
+
+export async function elasticCpuCase(context: BenchContext): Promise<CaseResult[]> {
   const calls = context.quick ? 500 : 2_000;
   const callMilliseconds = 3;
   const repetitions = context.quick ? 2 : 5;
   const workers = 2;
   const iterations = calibrate(callMilliseconds);
-  context.progress(`elastic CPU: ${repetitions} x ${calls} calls of ~${callMilliseconds} ms, max ${workers} runners (${availableParallelism()} cores here)`);
+  context.progress(
+    `elastic CPU: ${repetitions} x ${calls} calls of ~${callMilliseconds} ms; flame-ts as ${workers} runners x 1 thread, 1 runner x ${workers} threads and 1 runner x 1 thread (${availableParallelism()} cores here)`,
+  );
   let poolNumber = 0;
+  // Wall time of all calls on a fresh pool of `shape`, from zero runners: boots and thread starts are in it.
+  const onFlame = async (shape: PoolShape): Promise<number> => {
+    const { pool, burn: remoteBurn } = context.flame.makePool({ name: `bench-elastic-${++poolNumber}`, min: 0, ...shape });
+    try {
+      const start = performance.now();
+      await Promise.all(Array.from({ length: calls }, () => remoteBurn(iterations)));
+      return (performance.now() - start) / 1000;
+    } finally {
+      await pool.stop();
+    }
+  };
   const samples = await interleave(
     {
-      flame: async () => {
-        const { pool, burn: remoteBurn } = context.flame.makePool({ name: `bench-elastic-${++poolNumber}`, min: 0, max: workers, maxConcurrency: 1 });
-        try {
-          const start = performance.now();
-          await Promise.all(Array.from({ length: calls }, () => remoteBurn(iterations)));
-          return (performance.now() - start) / 1000;
-        } finally {
-          await pool.stop();
-        }
-      },
+      flame: () => onFlame({ max: workers, maxConcurrency: 1 }),
+      flameThreads: () => onFlame({ max: 1, runnerThreads: workers, maxConcurrency: workers }),
+      flameOneThread: () => onFlame({ max: 1, maxConcurrency: 1 }),
       oneProcess: async () => {
         const start = performance.now();
         for (let i = 0; i < calls; i++) burnWork(iterations);
@@ -64,17 +79,33 @@ export async function elasticCpuCase(context: BenchContext): Promise<CaseResult>
   );
   const speedUp = (ratio: number) => `speed-up ${(1 / ratio).toFixed(2)}x`;
   const piscinaVsOne = median(ratios(samples.piscina, samples.oneProcess));
-  return {
-    id: "elastic-cpu",
+  const piscinaNote = () => `piscina's ${speedUp(piscinaVsOne)}`;
+  // One result per flame-ts shape (the flame-ts column is that shape's figure); they print in this order.
+  const result = (id: string, shape: string, comparisons: CaseResult["comparisons"]): CaseResult => ({
+    id,
     title: "5. Elastic CPU work",
-    metric: `${calls} x ~${callMilliseconds} ms, wall time incl. boot`,
+    metric: `${calls} x ~${callMilliseconds} ms, wall time incl. boot, ${shape}`,
     unit: "s",
     better: "lower",
     repetitions,
     perRepetition: `${calls} calls from an empty pool`,
-    comparisons: [
+    comparisons,
+  });
+  return [
+    result("elastic-cpu", `${workers} runners x 1 thread`, [
       compare("one process", samples.flame, samples.oneProcess, { note: speedUp }),
-      compare(`piscina, ${workers} threads`, samples.flame, samples.piscina, { note: () => `piscina's ${speedUp(piscinaVsOne)}` }),
-    ],
-  };
+      compare(`piscina, ${workers} threads`, samples.flame, samples.piscina, { note: piscinaNote }),
+    ]),
+    result("elastic-cpu-threads", `1 runner x ${workers} threads`, [
+      compare("one process", samples.flameThreads, samples.oneProcess, { note: speedUp }),
+      // The issue's target: a runner's threads come within 10% of piscina's threads, boot and thread start included.
+      compare(`piscina, ${workers} threads`, samples.flameThreads, samples.piscina, {
+        note: piscinaNote,
+        target: (ratio) => ({ text: "<= 1.1x", met: ratio <= 1.1 }),
+      }),
+      compare(`flame-ts, ${workers} runners x 1 thread`, samples.flameThreads, samples.flame),
+      compare("flame-ts, 1 runner x 1 thread", samples.flameThreads, samples.flameOneThread, { note: speedUp }),
+    ]),
+    result("elastic-cpu-one-thread", "1 runner x 1 thread", [compare("one process", samples.flameOneThread, samples.oneProcess, { note: speedUp })]),
+  ];
 }

@@ -21,6 +21,8 @@ export interface BenchFunctions {
   echo: DefinedFunction<(value: Uint8Array) => Uint8Array>;
   burn: DefinedFunction<(iterations: number) => number>;
   startup: DefinedFunction<() => { execArgv: string[]; nodeOptions: string }>;
+  /** The runner's process id, whichever of its threads runs the call. */
+  pid: DefinedFunction<() => number>;
 }
 
 interface BenchApp {

@@ -56,8 +56,8 @@ export interface CaseResult {
   title: string;
   /** What is measured, with its unit, e.g. "round trip (ms)". */
   metric: string;
-  /** How the figures format: "ms", "s", "rate" (per second), "KiB". */
-  unit: "ms" | "s" | "rate" | "KiB";
+  /** How the figures format: "ms", "s", "rate" (per second), "KiB", "MiB". */
+  unit: "ms" | "s" | "rate" | "KiB" | "MiB";
   better: "lower" | "higher";
   comparisons: Comparison[];
   /** Repetitions measured (after warm-up) and what one repetition is. */
@@ -103,6 +103,8 @@ export function formatFigure(value: number, unit: CaseResult["unit"]): string {
       return `${Math.round(value).toLocaleString("en-US")}/s`;
     case "KiB":
       return `${value.toFixed(1)} KiB`;
+    case "MiB":
+      return `${value.toFixed(1)} MiB`;
   }
 }
 
