@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
+import type { WebSocket, WebSocketServer } from "ws";
 import type { ControlPlaneAddress } from "./address.js";
 import { resolveLogger, type Logger } from "../log.js";
 import { AUTHORIZATION_HEADER, DEFAULT_MAX_PAYLOAD, RUNNER_ID_HEADER } from "../protocol/messages.js";
@@ -62,7 +62,6 @@ export class ControlPlane {
   private readonly expected = new Map<string, Expected>();
   /** Runners that connected, by id, with their (spent) token: to recognise it if it comes again. */
   private readonly used = new Map<string, Expected>();
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
   private readonly refusals: RefusalLog;
   private readonly admission: Admission;
   private users = 0;
@@ -70,6 +69,7 @@ export class ControlPlane {
   private constructor(
     private readonly key: string,
     private readonly server: Server,
+    private readonly wss: WebSocketServer,
     readonly address: ControlPlaneAddress,
     private readonly log: Logger,
     limits: AdmissionLimits,
@@ -123,8 +123,12 @@ export class ControlPlane {
     } else {
       server = createServer(refuseHttp);
     }
+    // ws is loaded when a pool first listens, not when the package is imported: a runner's worker
+    // threads import the app (and so flame-ts) but never listen, and ws is a third of their start.
+    const { WebSocketServer } = await import("ws");
+    const wss = new WebSocketServer({ noServer: true, maxPayload: DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
     // Every handler is in place before the first connection can arrive.
-    const plane = new ControlPlane(key, server, address, log, limits, runnerTrust);
+    const plane = new ControlPlane(key, server, wss, address, log, limits, runnerTrust);
     return new Promise((resolve, reject) => {
       server.once("error", reject);
       server.listen({ host: address.host, port: address.port }, () => {
