@@ -4,7 +4,7 @@
  * timeouts, idle shutdown and errors behave as on any backend; only the
  * process boundary is missing. Meant for fast unit tests of app code.
  */
-import { startInProcessRunner, type InProcessRunner } from "../runner-agent/in-process.js";
+import type { InProcessRunner } from "../runner-agent/in-process.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
 
 interface LocalRunner {
@@ -20,6 +20,8 @@ export class LocalBackend implements Backend {
   private nextId = 1;
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
+    // Loaded on first use: the agent brings ws, which an app importing flame-ts (a runner's worker thread) need not load.
+    const { startInProcessRunner } = await import("../runner-agent/in-process.js");
     const runner = startInProcessRunner(request.env, request.entry);
     this.runners.set(request.runnerId, { runner, pool: request.pool, parentId: request.parentId });
     const exited = runner.done.then((end) => {
