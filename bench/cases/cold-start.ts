@@ -164,7 +164,7 @@ function coldStartResult(title: string, backend: string, flame: number[], spawne
   const comparison = compare(`spawn node + ${scheme} connect + 1 message`, flame, spawned, {
     flameP99: [percentile(flame, 99)],
     otherP99: [percentile(spawned, 99)],
-    target: (ratio) => ({ text: "<= 1.3x", met: ratio <= 1.3 }),
+    target: (ratio) => ({ text: "<= 1.15x", met: ratio <= 1.15 }),
   });
   return {
     id: `cold-start-${backend.split(" ")[0]}${scheme === "wss" ? "-tls" : ""}`,
