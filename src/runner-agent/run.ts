@@ -16,7 +16,7 @@ import { closeSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { decodeRunnerEnv, OUTPUT_CAPTURED_ENV, RUNNER_ENV_FD_VAR, RUNNER_ENV_VAR, type RunnerBootInfo } from "../protocol/runner-env.js";
 import { appVersion, findPool, markAsRunner } from "../runtime.js";
-import type { Agent, AgentEnd } from "./agent.js";
+import { Agent, type AgentEnd } from "./agent.js";
 import { InlineCalls, type CallHost } from "./call-host.js";
 import { loadEntry } from "./load-entry.js";
 import { forwardOutput, writeLocally } from "./output-forwarding.js";
@@ -103,7 +103,6 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   }, boot.connectTimeout);
 
   let entryFailed = false;
-  let agent: Agent | undefined;
   // Set once the agent exists: a thread's line is forwarded through it (remote backends).
   let forwardThreadLine: ((thread: number, line: ThreadOutput) => void) | undefined;
   const threadCount = resolveThreadCount(boot);
@@ -125,16 +124,12 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
           report,
           failed: (detail) => {
             report(`${detail}; exiting`);
-            // Only a replacement can fail this way, and replacements come after the agent exists.
-            agent?.close(detail);
-            if (!agent) process.exit(EXIT_CODES["entry-failed"]);
+            agent.close(detail);
           },
         })
       : undefined;
   const calls: CallHost = threads ?? new InlineCalls({ runnerId: boot.runnerId, pool: boot.pool, findPool: () => findPool(boot.pool) });
-  // Loaded only now: the worker threads (if any) are already starting while this thread loads ws and the agent.
-  const { Agent } = await import("./agent.js");
-  agent = new Agent({
+  const agent = new Agent({
     boot,
     appVersion: appVersion(entryPath?.startsWith("file:") ? new URL(entryPath).pathname : entryPath),
     calls,
