@@ -36,7 +36,16 @@ import {
   type ResultMessage,
   type RunnerMessage,
 } from "./messages.js";
-import { encodeCompactCall, encodeCompactResult, KIND_COMPACT_CALL, KIND_COMPACT_RESULT, readCompactCall, readCompactResult } from "./compact-frames.js";
+import {
+  CALL_IS_CHILD,
+  encodeCompactCall,
+  encodeCompactResult,
+  KIND_COMPACT_CALL,
+  KIND_COMPACT_RESULT,
+  MAX_FUNCTION_ID,
+  readCompactCall,
+  readCompactResult,
+} from "./compact-frames.js";
 import {
   id,
   ProtocolError,
@@ -53,13 +62,10 @@ const KIND_RESULT = 2;
 const KIND_BATCH = 3;
 const KIND_PROTOCOL_1 = 0xff;
 
-const CALL_IS_CHILD = 1;
 const CALL_HAS_TRACE_CONTEXT = 2;
 const KNOWN_CALL_FLAGS = CALL_IS_CHILD | CALL_HAS_TRACE_CONTEXT;
 const KIND_BYTES = [Buffer.of(KIND_CONTROL), Buffer.of(KIND_CALL), Buffer.of(KIND_RESULT)] as const;
 
-/** Longest function id on the wire (ids are defined with at most 200 characters). */
-const MAX_FUNCTION_ID = 1_000;
 
 /** Node's own reader of a Buffer or typed array inside a V8 stream (not in its type declarations). */
 const readHostView = (DefaultDeserializer.prototype as unknown as { _readHostObject(this: DefaultDeserializer): ArrayBufferView })._readHostObject;

@@ -30,9 +30,11 @@ export const KIND_COMPACT_RESULT = 5;
 const MAX_COMPACT_ARGS = 16;
 /** Longest string written by hand; a longer one takes V8's path (its copy is native). */
 const MAX_COMPACT_STRING = 4_096;
-const MAX_FUNCTION_ID = 1_000;
+/** Longest function id on the wire, on either path (ids are defined with at most 200 characters). */
+export const MAX_FUNCTION_ID = 1_000;
 
-const CALL_IS_CHILD = 1;
+/** A call's flag bit for a placed child, on either path. */
+export const CALL_IS_CHILD = 1;
 
 const TAG_UNDEFINED = 0;
 const TAG_NULL = 1;
