@@ -98,6 +98,7 @@ export class Agent {
   readonly done = new Promise<AgentEnd>((resolve) => (this.resolveEnd = resolve));
   private livenessTimer: NodeJS.Timeout | undefined;
   private lastPingAt = Date.now();
+  private lastDialError: Error | undefined;
   /** Aborted when the agent ends, which stops a connect still retrying. */
   private readonly lifetime = new AbortController();
 
@@ -114,7 +115,10 @@ export class Agent {
     const { boot } = this.options;
     let socket: WebSocket;
     try {
-      socket = await retry(() => this.dial(), {
+      socket = await retry(() => this.dial().catch((error: Error) => {
+        this.lastDialError = error;
+        throw error;
+      }), {
         deadline: Date.now() + boot.connectTimeout,
         signal: this.lifetime.signal,
         // Small at first: a fresh machine's network usually comes up within milliseconds.
@@ -161,6 +165,11 @@ export class Agent {
       ...(this.options.calls.threads > 0 ? { threads: this.options.calls.threads } : {}),
     });
     return this.done;
+  }
+
+  /** What the last failed attempt to reach the parent met, while connecting (for the runner's failsafe message). */
+  get lastConnectFailure(): string | undefined {
+    return this.lastDialError?.message;
   }
 
   /**

@@ -95,10 +95,14 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
   markAsRunner({ runnerId: boot.runnerId, pool: boot.pool });
   flushOnSigterm();
 
+  let agent: Agent | undefined;
   // Not unref'd: while nothing else holds the event loop, this timer is what keeps the
   // process waiting for its parent (and, when it fires, what ends it).
   const failsafe = setTimeout(() => {
-    report(`not connected to the parent within ${boot.connectTimeout} ms; exiting`);
+    // With the cause the agent's last attempt met: a busy event loop (a slow entry import) can let
+    // this timer fire before the agent's own verdict on its retries, which would have said the same.
+    const cause = agent?.lastConnectFailure;
+    report(`could not reach the parent at ${boot.parentUrl} within ${boot.connectTimeout} ms${cause ? `: ${cause}` : " (no attempt finished)"}; exiting`);
     process.exit(EXIT_CODES["never-connected"]);
   }, boot.connectTimeout);
 
@@ -124,12 +128,12 @@ export async function runAgent(entryArgument: string | undefined): Promise<never
           report,
           failed: (detail) => {
             report(`${detail}; exiting`);
-            agent.close(detail);
+            agent?.close(detail);
           },
         })
       : undefined;
   const calls: CallHost = threads ?? new InlineCalls({ runnerId: boot.runnerId, pool: boot.pool, findPool: () => findPool(boot.pool) });
-  const agent = new Agent({
+  agent = new Agent({
     boot,
     appVersion: appVersion(entryPath?.startsWith("file:") ? new URL(entryPath).pathname : entryPath),
     calls,
