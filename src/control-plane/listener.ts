@@ -12,6 +12,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket, WebSocketServer } from "ws";
+import { wsModule } from "../protocol/ws-module.js";
 import type { ControlPlaneAddress } from "./address.js";
 import { resolveLogger, type Logger } from "../log.js";
 import { AUTHORIZATION_HEADER, DEFAULT_MAX_PAYLOAD, RUNNER_ID_HEADER } from "../protocol/messages.js";
@@ -125,7 +126,7 @@ export class ControlPlane {
     }
     // ws is loaded when a pool first listens, not when the package is imported: a runner's worker
     // threads import the app (and so flame-ts) but never listen, and ws is a third of their start.
-    const { WebSocketServer } = await import("ws");
+    const { WebSocketServer } = wsModule();
     const wss = new WebSocketServer({ noServer: true, maxPayload: DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
     // Every handler is in place before the first connection can arrive.
     const plane = new ControlPlane(key, server, wss, address, log, limits, runnerTrust);

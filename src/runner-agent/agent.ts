@@ -9,7 +9,8 @@
  * moment the socket opens there is a liveness check, so a silent or broken
  * parent always ends the agent.
  */
-import { WebSocket } from "ws";
+import type { WebSocket as WsSocket } from "ws";
+import { wsModule } from "../protocol/ws-module.js";
 import { decodeParentMessage, encodeMessage, forEachBatched, isBatch, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
 import { flushCoalesced, sendCoalesced } from "../protocol/coalesce.js";
 import { activeTraceIds } from "../observability/log-correlation.js";
@@ -25,6 +26,9 @@ import {
 import type { RunnerBootInfo, RunnerTrust } from "../protocol/runner-env.js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { retry } from "../retry.js";
+
+const { WebSocket } = wsModule();
+type WebSocket = WsSocket;
 
 export interface AgentOptions {
   boot: RunnerBootInfo;
