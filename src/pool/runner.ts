@@ -10,7 +10,7 @@ import { RunnerExitedError } from "../errors.js";
 import { settledWithin } from "../retry.js";
 import type { Logger } from "../log.js";
 import type { ShrinkReason } from "./options.js";
-import { decodeRunnerMessage, encodeMessage, forEachBatched, isBatch } from "../protocol/codec.js";
+import { decodeRunnerMessage, encodeMessage, readMessage } from "../protocol/codec.js";
 import { sendCoalesced } from "../protocol/coalesce.js";
 import {
   type CancelMessage,
@@ -334,16 +334,14 @@ export class Runner {
 
   /** A batch is read frame by frame, until one of them ends the connection. */
   private receive(data: Buffer | undefined): void {
-    if (!data || !isBatch(data)) return this.receiveFrame(data);
-    try {
-      forEachBatched(data, (frame) => {
+    readMessage(
+      data,
+      (frame) => {
         this.receiveFrame(frame);
         return this.lifecycle !== "exited";
-      });
-    } catch (error) {
-      this.log.error({}, `runner ${this.id} broke the protocol (${(error as Error).message}); closing its connection`);
-      this.markExited(`it broke the protocol: ${(error as Error).message}`);
-    }
+      },
+      (error) => this.brokeProtocol(error),
+    );
   }
 
   /** Every frame is checked before use; one that breaks the protocol ends this runner's connection, nothing else. */
@@ -352,8 +350,7 @@ export class Runner {
     try {
       message = decodeRunnerMessage(data);
     } catch (error) {
-      this.log.error({}, `runner ${this.id} broke the protocol (${(error as Error).message}); closing its connection`);
-      this.markExited(`it broke the protocol: ${(error as Error).message}`);
+      this.brokeProtocol(error as Error);
       return;
     }
     switch (message.type) {
@@ -366,6 +363,11 @@ export class Runner {
       default:
         this.log.debug({ type: message.type }, "ignored an unexpected message from the runner");
     }
+  }
+
+  private brokeProtocol(error: Error): void {
+    this.log.error({}, `runner ${this.id} broke the protocol (${error.message}); closing its connection`);
+    this.markExited(`it broke the protocol: ${error.message}`);
   }
 
   /** The user's logger runs inside a socket handler: if it throws, the process must not go down with it. */

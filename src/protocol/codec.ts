@@ -111,12 +111,11 @@ export function encodeBatch(frames: readonly Buffer[]): Buffer {
 }
 
 /**
- * Calls `visit` with each frame of a batch, in order, until it returns
- * false. The whole batch is checked before the first visit: a malformed one
- * (truncated, a length past its end, fewer than two frames, a batch inside)
- * throws ProtocolError and none of its frames is read.
+ * The frames of a batch, in order. The whole batch is checked first: a
+ * malformed one (truncated, a length past its end, fewer than two frames, a
+ * batch inside) throws ProtocolError, so none of its frames is read.
  */
-export function forEachBatched(batch: Buffer, visit: (frame: Buffer) => boolean | void): void {
+function batchedFrames(batch: Buffer): Buffer[] {
   const frames: Buffer[] = [];
   let offset = 1;
   while (offset < batch.byteLength) {
@@ -130,15 +129,38 @@ export function forEachBatched(batch: Buffer, visit: (frame: Buffer) => boolean 
     offset += length;
   }
   if (frames.length < 2) throw new ProtocolError(`a batch frame holds ${frames.length} frame(s), not two or more`);
+  return frames;
+}
+
+/** Calls `visit` with each frame of a batch, in order, until it returns false; throws ProtocolError, before any visit, for a malformed batch. */
+export function forEachBatched(batch: Buffer, visit: (frame: Buffer) => boolean | void): void {
+  for (const frame of batchedFrames(batch)) if (visit(frame) === false) return;
+}
+
+/**
+ * Reads one WebSocket message as both sides do: `visit` gets each frame of a
+ * batch, or the message itself (undefined for a text message), until it
+ * returns false. A malformed batch goes to `malformed` instead, and none of
+ * its frames is read.
+ */
+export function readMessage(data: Buffer | undefined, visit: (frame: Buffer | undefined) => boolean | void, malformed: (error: ProtocolError) => void): void {
+  if (!data || !isBatch(data)) {
+    visit(data);
+    return;
+  }
+  let frames: Buffer[];
+  try {
+    frames = batchedFrames(data);
+  } catch (error) {
+    malformed(error as ProtocolError);
+    return;
+  }
   for (const frame of frames) if (visit(frame) === false) return;
 }
 
 /** The frames a WebSocket message carries: its batch's, or itself (for peers off the hot path: tools and tests). */
 export function framesOf(message: Buffer): Buffer[] {
-  if (!isBatch(message)) return [message];
-  const frames: Buffer[] = [];
-  forEachBatched(message, (frame) => void frames.push(frame));
-  return frames;
+  return isBatch(message) ? batchedFrames(message) : [message];
 }
 
 /** A call as the runner decodes it: `argsError` is set when its arguments could not be decoded. */

@@ -11,7 +11,7 @@
  */
 import type { WebSocket as WsSocket } from "ws";
 import { wsModule } from "../protocol/ws-module.js";
-import { decodeParentMessage, encodeMessage, forEachBatched, isBatch, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
+import { decodeParentMessage, encodeMessage, readMessage, type DecodedCall, type DecodedParentMessage } from "../protocol/codec.js";
 import { flushCoalesced, sendCoalesced } from "../protocol/coalesce.js";
 import { activeTraceIds } from "../observability/log-correlation.js";
 import type { CallHost } from "./call-host.js";
@@ -106,7 +106,12 @@ export class Agent {
   /** Aborted when the agent ends, which stops a connect still retrying. */
   private readonly lifetime = new AbortController();
 
-  constructor(private readonly options: AgentOptions) {}
+  /** Made once, not per frame: whether calls' arguments are decoded here (not when threads decode them). */
+  private readonly decodeOptions: { args: boolean };
+
+  constructor(private readonly options: AgentOptions) {
+    this.decodeOptions = { args: options.calls.decodesArgs };
+  }
 
   /**
    * Dials the parent, retrying failed attempts (a fresh machine's network may
@@ -184,8 +189,12 @@ export class Agent {
   forwardLog(level: LogMessage["level"], text: string, from?: { thread: number; traceId?: string | undefined; spanId?: string | undefined }): boolean {
     try {
       // Written inside a call's span: the parent's log line names the same trace.
-      const ids = from ? (from.traceId && from.spanId ? { traceId: from.traceId, spanId: from.spanId } : undefined) : activeTraceIds();
-      const message: LogMessage = ids ? { type: "log", level, text, traceId: ids.traceId, spanId: ids.spanId } : { type: "log", level, text };
+      const ids = from ?? activeTraceIds();
+      const message: LogMessage = { type: "log", level, text };
+      if (ids?.traceId && ids.spanId) {
+        message.traceId = ids.traceId;
+        message.spanId = ids.spanId;
+      }
       if (from) message.thread = from.thread;
       return this.send(message);
     } catch {
@@ -271,15 +280,14 @@ export class Agent {
 
   /** A batch is read frame by frame, until one of them ends the session. */
   private receive(data: Buffer | undefined): void {
-    if (!data || !isBatch(data)) return this.receiveFrame(data);
-    try {
-      forEachBatched(data, (frame) => {
+    readMessage(
+      data,
+      (frame) => {
         this.receiveFrame(frame);
         return this.state !== "ended";
-      });
-    } catch (error) {
-      this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${(error as Error).message}` });
-    }
+      },
+      (error) => this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${error.message}` }),
+    );
   }
 
   private receiveFrame(data: Buffer | undefined): void {
@@ -287,7 +295,7 @@ export class Agent {
     if (this.state === "ended") return;
     let message: DecodedParentMessage;
     try {
-      message = decodeParentMessage(data, { args: this.options.calls.decodesArgs });
+      message = decodeParentMessage(data, this.decodeOptions);
     } catch (error) {
       this.end({ reason: "protocol-error", detail: `the parent sent an invalid frame: ${(error as Error).message}` });
       return;

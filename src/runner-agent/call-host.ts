@@ -32,15 +32,19 @@ export interface CallHost {
   close(reason: Error): void;
 }
 
-/** Calls on the runner's main thread, alongside its connection (`runnerThreads: 1`). */
+/**
+ * Calls run on the thread that holds this host: the runner's main thread,
+ * alongside its connection (`runnerThreads: 1`), or one worker thread
+ * (threads/thread-main.ts, with its thread number in `scope`).
+ */
 export class InlineCalls implements CallHost {
   readonly decodesArgs = true;
   readonly threads = 0;
   private readonly running = new Map<number, CallCancellation>();
   private readonly scope: CallScope;
 
-  constructor(scope: Omit<CallScope, "thread">) {
-    this.scope = { ...scope, thread: 0 };
+  constructor(scope: Omit<CallScope, "thread"> & { thread?: number }) {
+    this.scope = { thread: 0, ...scope };
   }
 
   poolDefined(): boolean {

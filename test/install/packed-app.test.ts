@@ -118,6 +118,14 @@ if (!isRunner()) {
   await pool.stop();
 }
 `,
+  // LocalBackend loads its in-process agent (and ws) only when a runner starts: that chunk must ship and resolve.
+  "local.mjs": `
+import { currentCall, LocalBackend, Pool } from "flame-ts";
+const pool = new Pool({ name: "local", max: 1, backend: new LocalBackend(), log: "warn" });
+const where = pool.define("where", (n) => ({ doubled: n * 2, runner: currentCall().runnerId }));
+console.log(JSON.stringify(await where(21)));
+await pool.stop();
+`,
   "forgetful.mjs": `
 import { isRunner, Pool } from "flame-ts";
 const pool = new Pool({ name: "forgetful", min: 1, max: 1, log: "warn" });
@@ -327,6 +335,12 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     const { code, stdout, stderr } = await node(["threads.mjs"]);
     expect(code, stderr).toBe(0);
     expect(lastJsonLine(stdout)).toEqual({ threads: [1, 2], onePid: true, crashed: { name: "ThreadExitedError", code: "FLAME_THREAD_EXITED", thread: 1 }, stats: 2 });
+  });
+
+  it("a LocalBackend pool runs its calls in the app's own process", async () => {
+    const { code, stdout, stderr } = await node(["local.mjs"]);
+    expect(code, stderr).toBe(0);
+    expect(lastJsonLine(stdout)).toEqual({ doubled: 42, runner: expect.stringMatching(/^local-/) });
   });
 
   it("a runner's raw stdout and console output reach the parent's log, tagged", async () => {

@@ -12,8 +12,8 @@ import { decodeParentMessage, type DecodedCall } from "../../protocol/codec.js";
 import { serializeError } from "../../protocol/serialized-error.js";
 import { findPool, markAsRunner } from "../../runtime.js";
 import { activeTraceIds } from "../../observability/log-correlation.js";
-import { CallCancellation } from "../call-context.js";
-import { encodeResult, executeCall, type CallScope } from "../call-execution.js";
+import { encodeResult } from "../call-execution.js";
+import { InlineCalls } from "../call-host.js";
 import { loadEntry } from "../load-entry.js";
 import { forwardOutput } from "../output-forwarding.js";
 import type { FromThread, ThreadStart, ToThread } from "./messages.js";
@@ -40,22 +40,10 @@ if (entryError !== undefined) {
 }
 
 function serve(): void {
-  const scope: CallScope = { runnerId: start.runnerId, pool: start.pool, thread: start.thread, findPool: () => findPool(start.pool) };
-  const running = new Map<number, CallCancellation>();
+  // The same host as a runner's main thread, with this thread's number: a call behaves alike on either.
+  const calls = new InlineCalls({ runnerId: start.runnerId, pool: start.pool, thread: start.thread, findPool: () => findPool(start.pool) });
 
-  const run = async (callId: number, frame: ArrayBuffer) => {
-    const cancellation = new CallCancellation();
-    running.set(callId, cancellation);
-    let result: Buffer;
-    try {
-      // The main thread decoded and checked this frame's header; the arguments are decoded here.
-      const call = decodeParentMessage(Buffer.from(frame)) as DecodedCall;
-      result = encodeResult(await executeCall(call, scope, cancellation));
-    } catch (error) {
-      result = encodeResult({ type: "result", callId, ok: false, error: serializeError(error, "serialization") });
-    } finally {
-      running.delete(callId);
-    }
+  const answer = (callId: number, result: Buffer) => {
     // A frame that owns its whole ArrayBuffer (V8's serializer makes them so) moves to the main
     // thread as it is; any other (a view into Buffer's shared pool) is copied once, never transferred.
     const owned = result.byteOffset === 0 && result.byteLength === result.buffer.byteLength ? result : new Uint8Array(result);
@@ -63,10 +51,23 @@ function serve(): void {
     post({ type: "result", callId, frame: buffer }, [buffer]);
   };
 
+  const run = (callId: number, frame: ArrayBuffer) => {
+    let call: DecodedCall;
+    try {
+      // The main thread decoded and checked this frame's header; the arguments are decoded here.
+      call = decodeParentMessage(Buffer.from(frame)) as DecodedCall;
+    } catch (error) {
+      return answer(callId, encodeResult({ type: "result", callId, ok: false, error: serializeError(error, "serialization") }));
+    }
+    const result = calls.run(call);
+    if (result instanceof Promise) void result.then((settled) => answer(callId, settled));
+    else answer(callId, result);
+  };
+
   const idleCheck = async (checkId: number) => {
     let shutdown = true;
     try {
-      shutdown = (await scope.findPool()?.runIdleCheck()) ?? true;
+      shutdown = await calls.idleCheck();
     } catch (error) {
       console.error(`idle check threw, allowing shutdown: ${(error as Error).message}`);
     }
@@ -76,15 +77,15 @@ function serve(): void {
   port!.on("message", (message: ToThread) => {
     switch (message.type) {
       case "call":
-        void run(message.callId, message.frame);
+        run(message.callId, message.frame);
         return;
       case "cancel":
-        running.get(message.callId)?.abort(new Error(`call cancelled by the parent (${message.reason})`));
+        calls.cancel(message.callId, message.reason);
         return;
       case "idle-check":
         void idleCheck(message.checkId);
         return;
     }
   });
-  post({ type: "ready", poolDefined: scope.findPool() !== undefined });
+  post({ type: "ready", poolDefined: calls.poolDefined() });
 }

@@ -13,7 +13,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { DecodedCall } from "../../protocol/codec.js";
-import type { CancelMessage, LogMessage, ResultMessage, SerializedError, TraceContextCarrier } from "../../protocol/messages.js";
+import type { CancelMessage, ResultMessage, SerializedError, TraceContextCarrier } from "../../protocol/messages.js";
 import type { ThreadResourceLimits } from "../../protocol/runner-env.js";
 import { serializeError } from "../../protocol/serialized-error.js";
 import { threadEntry } from "../../package-paths.js";
@@ -22,13 +22,7 @@ import { encodeResult } from "../call-execution.js";
 import type { FromThread, ThreadStart, ToThread } from "./messages.js";
 
 /** A line a worker thread wrote, for the runner to write locally and forward. */
-export interface ThreadOutput {
-  stream: "stdout" | "stderr";
-  level: LogMessage["level"];
-  text: string;
-  traceId?: string | undefined;
-  spanId?: string | undefined;
-}
+export type ThreadOutput = Omit<Extract<FromThread, { type: "output" }>, "type">;
 
 export interface ThreadSetOptions {
   count: number;
@@ -112,8 +106,6 @@ class RunnerThread {
     this.worker.postMessage(message, transfer);
   }
 }
-
-const RESOURCE_LIMITS_HINT = "threadResourceLimits";
 
 export class ThreadSet implements CallHost {
   readonly decodesArgs = false;
@@ -330,7 +322,7 @@ export class ThreadSet implements CallHost {
 
 function describeExit(error: Error | undefined, code: number): string {
   if (error && (error as NodeJS.ErrnoException).code === "ERR_WORKER_OUT_OF_MEMORY") {
-    return `it ran out of memory (${error.message}; see the pool's ${RESOURCE_LIMITS_HINT})`;
+    return `it ran out of memory (${error.message}; see the pool's threadResourceLimits)`;
   }
   if (error) return `it threw an uncaught exception: ${error.name}: ${error.message}`;
   return `it exited with code ${code} (process.exit inside the thread)`;
