@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { FlyApiError } from "../src/backends/fly/api.js";
+import { FlyApiError } from "../src/backends/fly/api-error.js";
 import * as errors from "../src/errors.js";
 import {
   BackendError,

@@ -4,32 +4,31 @@
  * Fly's private network. Machines are created with `auto_destroy` and no
  * restart, so a runner whose process ends (idle shutdown, parent gone) takes
  * its machine with it. See docs/fly.md.
+ *
+ * This file is a shell: every runner evaluates it on its cold start (the app
+ * module imports flame-ts and builds its pool and backend there too), so it
+ * holds only what construction and `controlPlane()` need. The Machines API
+ * client and the machines' lifecycle are in fly/implementation.ts, loaded on
+ * first use of an async method.
  */
 import { BackendError, ERROR_CODES } from "../errors.js";
 import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
 import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
-import { FlyApiClient } from "./fly/api.js";
-import {
-  asMachineList,
-  createBucketFor,
-  createMachine,
-  destroyMachine,
-  GONE_STATES,
-  IDEMPOTENT_RETRY_STATUSES,
-  watchForExit,
-} from "./fly/machines.js";
-import { createMachineRequest, METADATA, resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
+import { LoadedOnFirstUse } from "./load-on-first-use.js";
+import { resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
 
 export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlySecret, FlyStopSignal } from "./fly/options.js";
-export { FlyApiError } from "./fly/api.js";
+export { FlyApiError } from "./fly/api-error.js";
 
 /** A Backend whose runners are Fly Machines. Options: see FlyBackendOptions and docs/fly.md. */
 export class FlyBackend implements Backend {
   readonly name = "fly";
   private readonly options: ResolvedFlyOptions;
-  private client: FlyApiClient | undefined;
-  /** Per runner, stops the watch for an early exit once the pool terminates it. */
-  private readonly exitWatches = new Map<string, AbortController>();
+  /** The Machines API side, made with these options the first time an async method runs. */
+  private readonly implementation = new LoadedOnFirstUse(async () => {
+    const { FlyBackendImplementation } = await import("./fly/implementation.js");
+    return new FlyBackendImplementation(this.options, () => this.controlPlane());
+  });
 
   /**
    * Options are validated now; missing credentials (token, app, image) are
@@ -54,75 +53,24 @@ export class FlyBackend implements Backend {
 
   /**
    * Called by `pool.start()`: checks the settings are all there and that the
-   * token can see the app (`GET /v1/apps/{app}`), so a bad token or app name
-   * fails the start with a clear error before any machine is created.
+   * token can see the app, so a bad token or app name fails the start with a
+   * clear error before any machine is created.
    */
   async checkPermissions(): Promise<void> {
-    const api = this.api();
-    if (!this.options.image) throw configError(MISSING_IMAGE);
-    this.controlPlane();
-    await api.request("GET", api.appPath(), {
-      action: `read app "${api.settings.app}"`,
-      deadline: Date.now() + this.options.requestTimeout,
-      retryStatuses: IDEMPOTENT_RETRY_STATUSES,
-    });
+    await (await this.implementation.get()).checkPermissions();
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    const api = this.api();
-    const image = this.options.image;
-    if (!image) throw configError(MISSING_IMAGE);
-    const body = createMachineRequest({ ...this.options, image }, request);
-    const machine = await createMachine(api, body, request, createBucketFor(this.options.baseUrl, api.settings.app));
-    request.log.debug({ machineId: machine.id }, `created Fly machine ${machine.id} in app ${api.settings.app}`);
-    const stopWatching = new AbortController();
-    this.exitWatches.set(request.runnerId, stopWatching);
-    const exited = watchForExit(api, machine, request, stopWatching.signal);
-    void exited.finally(() => this.exitWatches.delete(request.runnerId));
-    const address = this.options.controlPlane.checkRunnerAddress && typeof machine.private_ip === "string" ? machine.private_ip : undefined;
-    return { runnerId: request.runnerId, providerId: machine.id, exited, ...(address ? { address } : {}) };
+    return (await this.implementation.get()).provision(request);
   }
 
-  /** Destroys the runner's machine (`DELETE ?force=true`); a machine already gone (404) counts as destroyed. */
+  /** Destroys the runner's machine; a machine already gone counts as destroyed. */
   async terminate(runner: ProvisionedRunner): Promise<void> {
-    this.exitWatches.get(runner.runnerId)?.abort();
-    this.exitWatches.delete(runner.runnerId);
-    await destroyMachine(this.api(), runner.providerId, runner.runnerId);
+    await (await this.implementation.get()).terminate(runner);
   }
 
   /** Live runner machines of this app (optionally of one pool), found by their metadata. */
   async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
-    const api = this.api();
-    const response = await api.request("GET", api.appPath("/machines"), {
-      query: filter.pool === undefined ? {} : { [`metadata.${METADATA.pool}`]: filter.pool },
-      action: "list runner machines",
-      deadline: Date.now() + this.options.requestTimeout,
-      retryStatuses: IDEMPOTENT_RETRY_STATUSES,
-    });
-    const listed: ListedRunner[] = [];
-    for (const machine of asMachineList(response.body)) {
-      const metadata = machine.config?.metadata ?? {};
-      const runnerId = metadata[METADATA.runner];
-      const pool = metadata[METADATA.pool];
-      if (!runnerId || pool === undefined || GONE_STATES.has(machine.state ?? "")) continue;
-      if (filter.pool !== undefined && pool !== filter.pool) continue;
-      listed.push({ runnerId, providerId: machine.id, pool, parentId: metadata[METADATA.parent] ?? "", state: machine.state ?? "unknown" });
-    }
-    return listed;
+    return (await this.implementation.get()).list(filter);
   }
-
-  private api(): FlyApiClient {
-    if (this.client) return this.client;
-    const { token, app, tokenSource, baseUrl, requestTimeout } = this.options;
-    if (!token) throw configError('a Machines API token: set the "token" option or FLY_API_TOKEN (e.g. `fly secrets set FLY_API_TOKEN=$(fly tokens create deploy)`)');
-    if (!app) throw configError('an app to create runner machines in: set the "app" option or FLY_APP_NAME (set by Fly on the parent\'s machine)');
-    this.client = new FlyApiClient({ baseUrl, app, token, tokenSource, requestTimeout });
-    return this.client;
-  }
-}
-
-const MISSING_IMAGE = 'an image to boot runners from: set the "image" option or FLY_IMAGE_REF (set by Fly on the parent\'s machine)';
-
-function configError(what: string): BackendError {
-  return new BackendError(`FlyBackend needs ${what}`, { retryable: false, code: ERROR_CODES.FLAME_FLY_INVALID_CONFIGURATION });
 }

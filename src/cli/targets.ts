@@ -38,19 +38,25 @@ export async function resolveTargets(args: TargetArgs): Promise<Target[]> {
   return chosen.map((pool) => ({ pool: pool.name, backend: pool.backend }));
 }
 
+/**
+ * The backend classes come from the public entry, as an app gets them: a
+ * dynamic import of a backend's own module would make esbuild split its
+ * shell out of dist/index.js into a chunk of its own, one more file that
+ * every runner loads on its cold start.
+ */
 async function backendFromEnvironment(name: string): Promise<Backend> {
   switch (name) {
     case "fly": {
-      const { FlyBackend } = await import("../backends/fly.js");
+      const { FlyBackend } = await import("../index.js");
       return new FlyBackend();
     }
     case "ec2": {
-      const { Ec2Backend } = await import("../backends/ec2.js");
+      const { Ec2Backend } = await import("../index.js");
       // Listing and terminating never run a runner: the runner command is a placeholder the backend requires.
       return new Ec2Backend({ runnerCommand: "flame-ts runner", ...(process.env.AWS_ENDPOINT_URL ? { endpoint: process.env.AWS_ENDPOINT_URL } : {}) });
     }
     case "kubernetes": {
-      const { KubernetesBackend } = await import("../backends/kubernetes.js");
+      const { KubernetesBackend } = await import("../index.js");
       return new KubernetesBackend();
     }
     default:

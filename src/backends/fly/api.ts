@@ -6,7 +6,8 @@
  * undici is imported on first use, so a runner importing flame-ts never loads it.
  */
 import type * as Undici from "undici";
-import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
+import { ERROR_CODES } from "../../errors.js";
+import { FlyApiError } from "./api-error.js";
 import { headerValue, isSuccess, parseBody, stringField } from "../http-response.js";
 import { parseRetryAfter, retry, type RetryVerdict } from "../../retry.js";
 
@@ -19,28 +20,6 @@ export interface FlyResponse {
   requestId: string | undefined;
   /** Milliseconds the server asked us to wait (Retry-After), if it said. */
   retryAfter: number | undefined;
-}
-
-/** A Machines API call failed with a status, or without any response. */
-export class FlyApiError extends BackendError {
-  /** HTTP status, or undefined when no response arrived. */
-  readonly status: number | undefined;
-  readonly requestId: string | undefined;
-  /** Fly's machine-readable `status` field, e.g. "insufficient_capacity". */
-  readonly flyStatus: string | undefined;
-  /** Milliseconds Fly asked to wait before trying again (Retry-After), if it said. */
-  readonly retryAfter: number | undefined;
-
-  constructor(
-    message: string,
-    options: { retryable: boolean; code?: FlameErrorCode; cause?: unknown; status?: number; requestId?: string; flyStatus?: string; retryAfter?: number },
-  ) {
-    super(message, { retryable: options.retryable, code: options.code ?? ERROR_CODES.FLAME_FLY_FAILED, cause: options.cause });
-    this.status = options.status;
-    this.requestId = options.requestId;
-    this.flyStatus = options.flyStatus;
-    this.retryAfter = options.retryAfter;
-  }
 }
 
 /** What a client needs to talk to the Machines API for one app. */

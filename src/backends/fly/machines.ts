@@ -6,7 +6,8 @@
 import type { ProvisionRequest } from "../backend.js";
 import { ERROR_CODES } from "../../errors.js";
 import { retry, sleep, type RetryVerdict } from "../../retry.js";
-import { FlyApiError, isNoResponse, retryVerdict, type FlyApiClient, type FlyResponse } from "./api.js";
+import { isNoResponse, retryVerdict, type FlyApiClient, type FlyResponse } from "./api.js";
+import { FlyApiError } from "./api-error.js";
 import { METADATA } from "./options.js";
 import { TokenBucket } from "./token-bucket.js";
 

@@ -12,27 +12,11 @@
  * the RBAC verb and resource the parent's Role lacks.
  */
 import type * as Undici from "undici";
-import { BackendError, ERROR_CODES, type FlameErrorCode } from "../../errors.js";
+import { ERROR_CODES } from "../../errors.js";
+import { KubernetesApiError } from "./api-error.js";
 import { headerValue, isSuccess, parseBody, stringField } from "../http-response.js";
 import { parseRetryAfter, retry, type RetryVerdict } from "../../retry.js";
 import type { ClusterCredentials } from "./credentials.js";
-
-/** An API request failed with a status, or without any response. */
-export class KubernetesApiError extends BackendError {
-  /** HTTP status, or undefined when no response arrived. */
-  readonly status: number | undefined;
-  /** The Status object's `reason`, e.g. "AlreadyExists", "Forbidden". */
-  readonly reason: string | undefined;
-  /** Ms the server asked to wait (Retry-After), if it said. */
-  readonly retryAfter: number | undefined;
-
-  constructor(message: string, options: { retryable: boolean; code?: FlameErrorCode; cause?: unknown; status?: number; reason?: string; retryAfter?: number }) {
-    super(message, { retryable: options.retryable, code: options.code ?? ERROR_CODES.FLAME_KUBERNETES_FAILED, cause: options.cause });
-    this.status = options.status;
-    this.reason = options.reason;
-    this.retryAfter = options.retryAfter;
-  }
-}
 
 /** What one request asks for, in RBAC's words, for 403 messages and the recorded-RBAC test. */
 export interface RbacAction {
