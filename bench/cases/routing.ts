@@ -14,6 +14,7 @@
 import { EventEmitter } from "node:events";
 import type { Backend } from "../../src/backends/backend.js";
 import { resolvePoolOptions } from "../../src/pool/options.js";
+import { Deadlines } from "../../src/pool/deadlines.js";
 import { PendingCall } from "../../src/pool/pending-call.js";
 import type { Runner } from "../../src/pool/runner.js";
 import { Scheduler } from "../../src/pool/scheduler.js";
@@ -69,6 +70,7 @@ async function routingRig(runners: number): Promise<RoutingRig> {
   const frame = encodeMessage({ type: "call", callId: 0, functionId: "noop", args: [] });
   // Results are encoded ahead, one per call id, so encoding them is not part of what is measured.
   const results = Array.from({ length: IN_FLIGHT * 2 + 1 }, (_, callId) => encodeMessage({ type: "result", callId, ok: true, value: null }));
+  const deadlines = new Deadlines();
   let nextCallId = 1;
   let placed: PendingCall[] = [];
   const answerPlaced = () => {
@@ -88,6 +90,7 @@ async function routingRig(runners: number): Promise<RoutingRig> {
         poolName: "routing",
         child: false,
         executionTimeout: Infinity,
+        deadlines,
         resolve,
         reject,
         onGiveUp: () => undefined,
