@@ -22,6 +22,7 @@ import { largePayloadCase } from "./cases/large-payload.js";
 import { parentCpuCase } from "./cases/parent-cpu.js";
 import { parentMemoryCase } from "./cases/parent-memory.js";
 import { roundTripCase } from "./cases/round-trip.js";
+import { routingCase } from "./cases/routing.js";
 import { runnerMemoryCase } from "./cases/runner-memory.js";
 import { throughputCase, throughputTlsCase } from "./cases/throughput.js";
 import type { BenchContext } from "./lib/context.js";
@@ -29,7 +30,7 @@ import { loadFlame } from "./lib/flame.js";
 import { formatTable, machineMeta, type CaseResult, type RunMeta, type SkippedCase } from "./lib/report.js";
 import { startWarmRig } from "./lib/warm-rig.js";
 
-const CASES = ["round-trip", "throughput", "large-payload", "cold-start", "elastic-cpu", "parent-memory", "runner-memory"] as const;
+const CASES = ["round-trip", "throughput", "large-payload", "cold-start", "elastic-cpu", "parent-memory", "runner-memory", "routing"] as const;
 
 const { values } = parseArgs({
   options: {
@@ -99,6 +100,8 @@ if (selected.has("runner-memory")) {
   results.push(...runnerMemory.results);
   skipped.push(...runnerMemory.skipped);
 }
+
+if (selected.has("routing")) results.push(await routingCase(context));
 
 // Cases print in the order.
 results.sort((a, b) => a.title.localeCompare(b.title, "en", { numeric: true }));

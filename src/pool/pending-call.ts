@@ -1,14 +1,15 @@
 /**
  * One call from the moment a caller makes it until it settles: queued, then
- * running on a runner. Owns the call's timers and its abort listener, so that
- * whatever settles it first (result, timeout, abort, runner exit) cleans up
- * everything else.
+ * running on a runner. Owns the call's deadlines and its abort listener, so
+ * that whatever settles it first (result, timeout, abort, runner exit) cleans
+ * up everything else.
  */
 import { CallAbortedError, CallTimeoutError, RemoteError, SerializationError, ThreadExitedError, UnknownFunctionError } from "../errors.js";
 import type { ResultMessage, SerializedError } from "../protocol/messages.js";
 import type { CallTrace } from "../observability/call-trace.js";
 import type { CallChannelContext } from "../observability/channels.js";
 import type { CallMeter } from "../observability/metrics.js";
+import type { Deadline, Deadlines } from "./deadlines.js";
 import type { InFlightCall, Runner } from "./runner.js";
 
 export interface PendingCallOptions {
@@ -21,6 +22,8 @@ export interface PendingCallOptions {
   child: boolean;
   /** Execution timeout in ms once on a runner (Infinity: none). */
   executionTimeout: number;
+  /** The pool's deadlines, where this call's timeouts wait (one timer for all its calls). */
+  deadlines: Deadlines;
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
   /** Called when the caller gives up: the pool dequeues the call or cancels it on its runner. */
@@ -45,6 +48,7 @@ export class PendingCall implements InFlightCall {
   readonly child: boolean;
   readonly onPlaced: ((runner: Runner) => void) | undefined;
   private readonly executionTimeout: number;
+  private readonly deadlines: Deadlines;
   private readonly resolve: (value: unknown) => void;
   private readonly reject: (error: Error) => void;
   private readonly onGiveUp: PendingCallOptions["onGiveUp"];
@@ -64,7 +68,7 @@ export class PendingCall implements InFlightCall {
   /** Ms from the call to its result or error, once settled. */
   duration: number | undefined;
   private settled = false;
-  private timer: NodeJS.Timeout | undefined;
+  private deadline: Deadline | undefined;
   private readonly removeAbortListener: (() => void) | undefined;
 
   constructor(options: PendingCallOptions) {
@@ -75,6 +79,7 @@ export class PendingCall implements InFlightCall {
       poolName: this.poolName,
       child: this.child,
       executionTimeout: this.executionTimeout,
+      deadlines: this.deadlines,
       resolve: this.resolve,
       reject: this.reject,
       onGiveUp: this.onGiveUp,
@@ -102,14 +107,14 @@ export class PendingCall implements InFlightCall {
   /** Bounds the wait for a runner; `onExpire` decides the error (it knows why no runner came). */
   waitAtMost(milliseconds: number, onExpire: () => Error): void {
     if (this.settled) return;
-    clearTimeout(this.timer);
+    this.deadlines.cancel(this.deadline);
     // The wait for a runner starts here (the Scheduler bounds it as it queues the call).
     this.queuedAt ??= performance.now();
     this.queueDeadline = Date.now() + milliseconds;
-    this.timer = setTimeout(() => {
+    this.deadline = this.deadlines.add(milliseconds, () => {
       if (this.settled) return;
       this.fail(onExpire());
-    }, milliseconds);
+    });
   }
 
   /**
@@ -123,15 +128,8 @@ export class PendingCall implements InFlightCall {
     if (this.settled) return waited;
     this.trace?.placed(runner, this.queuedAt);
     this.meter?.placed(waited);
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (Number.isFinite(this.executionTimeout)) {
-      this.timer = setTimeout(() => {
-        if (this.settled) return;
-        this.onGiveUp(this, "timeout");
-        this.fail(new CallTimeoutError(this.functionId, this.executionTimeout, "running"));
-      }, this.executionTimeout);
-    }
+    this.deadlines.cancel(this.deadline);
+    this.deadline = Number.isFinite(this.executionTimeout) ? this.deadlines.add(this.executionTimeout, this.timedOut) : undefined;
     this.onPlaced?.(runner);
     return waited;
   }
@@ -161,9 +159,16 @@ export class PendingCall implements InFlightCall {
     this.resolve(value);
   }
 
+  /** The execution timeout passed: the runner is told to abort, the caller gets a CallTimeoutError. */
+  private readonly timedOut = () => {
+    if (this.settled) return;
+    this.onGiveUp(this, "timeout");
+    this.fail(new CallTimeoutError(this.functionId, this.executionTimeout, "running"));
+  };
+
   private cleanup(): void {
     this.settled = true;
-    clearTimeout(this.timer);
+    this.deadlines.cancel(this.deadline);
     this.removeAbortListener?.();
   }
 }

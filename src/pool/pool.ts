@@ -22,6 +22,7 @@ import {
   type ResizeOptions,
   type ResolvedPoolOptions,
 } from "./options.js";
+import { Deadlines } from "./deadlines.js";
 import { PendingCall } from "./pending-call.js";
 import type { Runner } from "./runner.js";
 import { Scheduler } from "./scheduler.js";
@@ -95,6 +96,8 @@ export class Pool implements AsyncDisposable {
   private completed = 0;
   private failed = 0;
   private readonly callDuration = new DurationSummary();
+  /** Every call's timeouts, on one timer per duration. */
+  private readonly deadlines = new Deadlines();
 
   constructor(options: PoolOptions) {
     // On a runner the pool is the runner's copy of the definition: it never keeps runners of its own.
@@ -305,6 +308,7 @@ export class Pool implements AsyncDisposable {
           poolName: this.name,
           child,
           executionTimeout: timeout,
+          deadlines: this.deadlines,
           resolve: (value) => {
             this.completed += 1;
             this.callDuration.record(call.duration!);

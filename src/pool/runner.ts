@@ -41,6 +41,8 @@ export interface InFlightCall {
 export interface RunnerEvents {
   /** A call finished (or was answered after being abandoned): a slot is free. */
   callFinished(runner: Runner): void;
+  /** Its load, lifecycle or connection changed: routing and counts file it anew. */
+  changed(runner: Runner): void;
   /** An abandoned call outlived the grace period: its work ignores its signal. */
   stuck(runner: Runner, functionId: string): void;
   /** The connection is gone, for whatever reason. Fires once. */
@@ -123,6 +125,7 @@ export class Runner {
       this.lifecycle = "draining";
       this.leaving = reason;
       this.stopIdleCountdown();
+      this.events.changed(this);
     }
     return this.liveCalls === 0;
   }
@@ -132,6 +135,7 @@ export class Runner {
     if (this.lifecycle !== "draining" || this.leaving !== "idle") return false;
     this.lifecycle = "ready";
     this.leaving = undefined;
+    this.events.changed(this);
     return true;
   }
 
@@ -141,6 +145,7 @@ export class Runner {
     this.lifecycle = "stopping";
     this.leaving = reason;
     this.stopIdleCountdown();
+    this.events.changed(this);
     return true;
   }
 
@@ -203,7 +208,11 @@ export class Runner {
     this.socket = socket;
     this.holdProcess(false);
     socket.on("message", (data: Buffer, isBinary: boolean) => this.receive(isBinary ? data : undefined));
-    socket.on("close", (code, reason) => void this.connectionClosed(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`));
+    socket.on("close", (code, reason) => {
+      // Out of routing at once; the calls it has fail once connectionClosed knows why.
+      this.events.changed(this);
+      void this.connectionClosed(`connection closed (${code}${reason.length ? ` ${reason.toString()}` : ""})`);
+    });
     socket.on("error", (error) => this.log.debug({ err: error }, "runner socket error"));
     socket.on("pong", () => {
       this.missedPongs = 0;
@@ -234,6 +243,7 @@ export class Runner {
     this.lifecycle = "ready";
     this.workerThreads = threads;
     this.becameReadyAt = performance.now();
+    this.events.changed(this);
     for (const frame of earlier) {
       // A frame that broke the protocol has ended the runner (receive changes the state).
       if ((this.lifecycle as RunnerState) === "exited") return;
@@ -246,6 +256,7 @@ export class Runner {
     this.stopIdleCountdown();
     if (this.inFlight.size === 0) this.holdProcess(true);
     this.inFlight.set(call.callId, call);
+    this.events.changed(this);
     sendCoalesced(this.socket!, frame);
   }
 
@@ -325,6 +336,7 @@ export class Runner {
     for (const finish of this.idleCheckReplies.values()) finish(true);
     const calls = [...this.inFlight.values()];
     this.inFlight.clear();
+    this.events.changed(this);
     for (const call of calls) {
       clearTimeout(call.graceTimer);
       if (!call.abandoned) call.settle(new RunnerExitedError(this.id, detail));
@@ -385,6 +397,7 @@ export class Runner {
     const call = this.inFlight.get(message.callId);
     if (!call) return;
     this.inFlight.delete(message.callId);
+    this.events.changed(this);
     if (this.inFlight.size === 0) this.holdProcess(false);
     clearTimeout(call.graceTimer);
     if (!call.abandoned) call.settle(message);

@@ -66,6 +66,7 @@ export class Scheduler {
   private readonly stopController = new AbortController();
   private readonly runnerEvents: RunnerEvents = {
     callFinished: (runner) => this.onCallFinished(runner),
+    changed: (runner) => this.runners.update(runner),
     stuck: (runner, functionId) => this.onStuck(runner, functionId),
     exited: (runner, detail) => this.onRunnerExited(runner, detail),
   };

@@ -16,6 +16,9 @@ import { DurationSummary, RECENT_WINDOW } from "../../src/observability/duration
 import { FakeConnection } from "../support/fake-connection.js";
 import { makeTracedPool, finishedSpans, forgetSpans, registerTracing } from "../fixtures/traced-app.js";
 import { testProcessBackend } from "../support/backends.js";
+import { Deadlines } from "../../src/pool/deadlines.js";
+
+const deadlines = new Deadlines();
 
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 const backend: Backend = { name: "fake", provision: () => Promise.reject(new Error("unused")), terminate: async () => undefined, list: async () => [] };
@@ -44,6 +47,7 @@ function submit(target: Scheduler, callId: number): Promise<unknown> {
         poolName: "stats",
         child: false,
         executionTimeout: Infinity,
+        deadlines,
         resolve,
         reject,
         onGiveUp: (call, reason) => target.giveUp(call, reason),

@@ -16,6 +16,7 @@ import {
   SerializationError,
   UnknownFunctionError,
 } from "../../src/errors.js";
+import { Deadlines } from "../../src/pool/deadlines.js";
 import { PendingCall, toError } from "../../src/pool/pending-call.js";
 import type { Runner } from "../../src/pool/runner.js";
 import type { ResultMessage, SerializedError } from "../../src/protocol/messages.js";
@@ -34,6 +35,7 @@ interface CallSetup {
 
 /** A call with spies for what it reports; the one place that knows PendingCall's constructor. */
 function makeCall({ executionTimeout = Infinity, signal, onPlaced }: CallSetup = {}) {
+  const deadlines = new Deadlines();
   const resolve = vi.fn<(value: unknown) => void>();
   const reject = vi.fn<(error: Error) => void>();
   const onGiveUp = vi.fn<(call: PendingCall, reason: "timeout" | "aborted") => void>();
@@ -44,6 +46,7 @@ function makeCall({ executionTimeout = Infinity, signal, onPlaced }: CallSetup =
     poolName: POOL,
     child: false,
     executionTimeout,
+    deadlines,
     resolve,
     reject,
     onGiveUp,
@@ -55,7 +58,7 @@ function makeCall({ executionTimeout = Infinity, signal, onPlaced }: CallSetup =
     expect(reject).toHaveBeenCalledTimes(1);
     return reject.mock.calls[0]![0];
   };
-  return { call, resolve, reject, onGiveUp, rejection };
+  return { call, resolve, reject, onGiveUp, rejection, deadlines };
 }
 
 function ok(value: unknown): ResultMessage {
@@ -113,14 +116,16 @@ describe("PendingCall settles once", () => {
     expect(resolve).not.toHaveBeenCalled();
   });
 
-  it("clears its timer whatever settles it, so nothing fires or holds the process after", () => {
-    const { call } = makeCall({ executionTimeout: 1_000 });
+  it("cancels its deadline whatever settles it, so nothing fires or holds the process after", () => {
+    const { call, deadlines, reject } = makeCall({ executionTimeout: 1_000 });
     call.waitAtMost(500, () => new Error("no runner"));
-    expect(vi.getTimerCount()).toBe(1);
+    expect(deadlines.pending).toBe(1);
     call.placed(fakeRunner);
-    expect(vi.getTimerCount()).toBe(1);
+    expect(deadlines.pending).toBe(1);
     call.settle(ok(1));
-    expect(vi.getTimerCount()).toBe(0);
+    expect(deadlines.pending).toBe(0);
+    vi.advanceTimersByTime(2_000);
+    expect(reject).not.toHaveBeenCalled();
   });
 
   it("a timeout after a result, or a result after a timeout, is ignored", () => {
@@ -198,11 +203,11 @@ describe("PendingCall's queue timer and execution timeout", () => {
     expect(order).toEqual(["give up (settled: false)", "reject"]);
   });
 
-  it("an infinite execution timeout sets no timer at all", () => {
-    const { call, reject } = makeCall({ executionTimeout: Infinity });
+  it("an infinite execution timeout sets no deadline at all", () => {
+    const { call, reject, deadlines } = makeCall({ executionTimeout: Infinity });
     call.waitAtMost(500, () => new Error("no runner"));
     call.placed(fakeRunner);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(deadlines.pending).toBe(0);
     vi.advanceTimersByTime(24 * 3_600_000);
     expect(reject).not.toHaveBeenCalled();
     expect(call.isSettled).toBe(false);
@@ -219,7 +224,7 @@ describe("PendingCall's queue timer and execution timeout", () => {
 describe("PendingCall's abort listener", () => {
   it("an abort while queued gives up and rejects with CallAbortedError caused by the signal's reason", () => {
     const controller = new AbortController();
-    const { call, onGiveUp, rejection } = makeCall({ executionTimeout: 1_000, signal: controller.signal });
+    const { call, onGiveUp, rejection, deadlines } = makeCall({ executionTimeout: 1_000, signal: controller.signal });
     call.waitAtMost(500, () => new Error("no runner"));
     expect(abortListeners(controller.signal)).toBe(1);
 
@@ -233,7 +238,7 @@ describe("PendingCall's abort listener", () => {
     expect(error).toMatchObject({ code: "FLAME_CALL_ABORTED" });
     expect(error.cause).toBe(reason);
     expect(abortListeners(controller.signal)).toBe(0);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(deadlines.pending).toBe(0);
   });
 
   it("an abort while running does the same, and the execution timeout no longer fires", () => {

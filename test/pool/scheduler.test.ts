@@ -12,6 +12,7 @@ import type { Runner } from "../../src/pool/runner.js";
 import { Scheduler } from "../../src/pool/scheduler.js";
 import { encodeMessage } from "../../src/protocol/codec.js";
 import { FakeConnection } from "../support/fake-connection.js";
+import { Deadlines } from "../../src/pool/deadlines.js";
 
 const silent = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -42,6 +43,7 @@ function rig(options: Partial<PoolOptions>, launch?: (runner: Runner) => Promise
   const { backend, terminated } = recordingBackend();
   const resolved = resolvePoolOptions({ name: "sched", max: 2, backend, log: false, ...options } as PoolOptions, { constructedIn: undefined, onRunner: false });
   const connections = new Map<string, FakeConnection>();
+  const deadlines = new Deadlines();
   let nextCallId = 1;
   const state: Rig = {
     connections,
@@ -77,6 +79,7 @@ function rig(options: Partial<PoolOptions>, launch?: (runner: Runner) => Promise
             poolName: "sched",
             child: false,
             executionTimeout: Infinity,
+            deadlines,
             resolve,
             reject,
             onGiveUp: (call, reason) => state.scheduler.giveUp(call, reason),
