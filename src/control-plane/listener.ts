@@ -7,8 +7,7 @@
  * can crash the parent or exhaust its file descriptors.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { WebSocket, WebSocketServer } from "ws";
@@ -21,6 +20,14 @@ import { RefusalLog } from "./refusal-log.js";
 import { fingerprintOf, generateTlsIdentity } from "./certificate.js";
 import { loopbackAddress, type ControlPlaneTls } from "./address.js";
 import type { RunnerTrust } from "../protocol/runner-env.js";
+
+/*
+ * node:http and node:https are taken with process.getBuiltinModule when the
+ * listener starts, not imported: on Node 22 and 24, `import` of node:http costs
+ * 20-24 ms (its ESM facade reads every export, and one getter loads Node's
+ * bundled undici) against 2.5 ms this way, and every runner loads this module
+ * (through the pool its app builds) without ever listening.
+ */
 
 /** Longest TLS handshake a connection gets before it is dropped, in ms. */
 const TLS_HANDSHAKE_TIMEOUT = 5_000;
@@ -120,9 +127,11 @@ export class ControlPlane {
     if (address.tls) {
       const identity = await tlsIdentityFor(address.tls);
       runnerTrust = identity.trust;
-      server = createHttpsServer({ key: identity.key, cert: identity.certificate, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT }, refuseHttp);
+      server = process
+        .getBuiltinModule("node:https")
+        .createServer({ key: identity.key, cert: identity.certificate, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT }, refuseHttp);
     } else {
-      server = createServer(refuseHttp);
+      server = process.getBuiltinModule("node:http").createServer(refuseHttp);
     }
     // ws is loaded when a pool first listens, not when the package is imported: a runner's worker
     // threads import the app (and so flame-ts) but never listen, and ws is a third of their start.

@@ -3,7 +3,8 @@
  * loaded on first use (src/backends/load-on-first-use.ts): a runner imports
  * flame-ts and constructs its app's backend on every cold start, and must not
  * evaluate code only a parent runs. A real `node --import tsx` process
- * records, with module hooks, every file it loads (test/fixtures/lazy-backends-app.ts).
+ * records, with module hooks, every file it loads (test/fixtures/lazy-backends-app.ts),
+ * and the builtins it imports: node:http costs a runner 20 ms on Node 22 and 24.
  */
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -30,6 +31,7 @@ const IMPLEMENTATION_FILES = [
 
 interface Report {
   afterConstruction: string[];
+  builtinsAfterConstruction: string[];
   afterUse: string[];
   uses: Record<"fly" | "ec2" | "kubernetes", string>;
 }
@@ -54,6 +56,9 @@ describe("backend implementations are loaded on first use", () => {
       expect.arrayContaining(["src/index.ts", "src/backends/fly.ts", "src/backends/ec2.ts", "src/backends/kubernetes.ts", "src/backends/fly/api-error.ts"]),
     );
     expect(report.afterConstruction.filter((file) => IMPLEMENTATION_FILES.includes(file))).toEqual([]);
+    // Nor is node:http imported (the control plane takes it when it listens): its ESM facade loads Node's undici, 20 ms on Node 22 and 24.
+    expect(report.builtinsAfterConstruction).toEqual(expect.arrayContaining(["node:child_process", "node:v8"]));
+    expect(report.builtinsAfterConstruction.filter((url) => /^node:https?$/.test(url))).toEqual([]);
 
     expect(report.uses).toEqual({ fly: "FLAME_FLY_INVALID_CONFIGURATION", ec2: "resolved", kubernetes: expect.any(String) });
     expect(report.afterUse).toEqual(expect.arrayContaining(IMPLEMENTATION_FILES));
