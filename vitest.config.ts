@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     setupFiles: ["test/support/no-leftover-processes.ts"],
+    // Test runners start from a JavaScript copy of the sources, made once here (see the file).
+    globalSetup: ["test/support/runner-mirror.ts"],
   },
 });

@@ -1,8 +1,27 @@
-/** Backends configured for the test suite: runners load TypeScript sources through tsx. */
+/**
+ * Backends configured for the test suite. Runners start from the JavaScript
+ * copy of the sources that the suite's globalSetup makes (runner-mirror.ts),
+ * through mirror-runner.mjs; TSX_EXEC_ARGV is for processes a test starts from
+ * the TypeScript sources itself.
+ */
+import { sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ProcessBackend, type ProcessBackendOptions } from "../../src/index.js";
 
 export const TSX_EXEC_ARGV = ["--import", "tsx"];
 
+/**
+ * Node flags of a test runner: the bootstrap that runs the agent's JavaScript
+ * copy (it takes the agent's path and the entry after it). Source maps make
+ * the copy's stacks name the TypeScript sources, on worker threads too.
+ */
+export const MIRROR_EXEC_ARGV = ["--enable-source-maps", repositoryPath(fileURLToPath(new URL("./mirror-runner.mjs", import.meta.url)))];
+
+/** The repository's own file for one of the copy's (a runner's pools boot runners too, from the copy's modules). */
+function repositoryPath(path: string): string {
+  return path.replace(`${sep}test${sep}.generated${sep}runner-mirror${sep}`, sep);
+}
+
 export function testProcessBackend(options: ProcessBackendOptions = {}): ProcessBackend {
-  return new ProcessBackend({ execArgv: TSX_EXEC_ARGV, killTimeout: 500, ...options });
+  return new ProcessBackend({ execArgv: MIRROR_EXEC_ARGV, killTimeout: 500, ...options });
 }

@@ -1,0 +1,45 @@
+/**
+ * The suite's runners start from plain JavaScript, not through tsx: vitest's
+ * globalSetup transpiles src/, test/fixtures/ and test/support/ once, file by
+ * file (esbuild, as tsx itself would), into test/.generated/runner-mirror/,
+ * and test runners (testProcessBackend, through mirror-runner.mjs) run that
+ * copy with plain node.
+ *
+ * Why: on Node 20 tsx's module hooks run off-thread, and every module a
+ * runner imports makes a round trip to them: a runner spent about 0.28 s of
+ * CPU reaching its agent under tsx against 0.08 s from JavaScript, and the
+ * suite boots a few hundred runners on two cores.
+ *
+ * The copy keeps the repository's layout where runners need it: the package
+ * (src/) is at dist/ beside a package.json named flame-ts, as the published
+ * package is (so its paths to the agent and the thread module resolve inside
+ * the copy), with src/ a link to it, so that fixtures' `../../src/index.js`
+ * imports reach the same modules as the agent.
+ */
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+export const RUNNER_MIRROR = join(REPO, "test/.generated/runner-mirror");
+
+export async function buildRunnerMirror(): Promise<void> {
+  rmSync(RUNNER_MIRROR, { recursive: true, force: true });
+  mkdirSync(RUNNER_MIRROR, { recursive: true });
+  const common = { format: "esm", platform: "node", target: "node20", sourcemap: true, logLevel: "warning" } as const;
+  await Promise.all([
+    build({ ...common, absWorkingDir: REPO, entryPoints: ["src/**/*.ts"], outbase: "src", outdir: join(RUNNER_MIRROR, "dist") }),
+    build({ ...common, absWorkingDir: REPO, entryPoints: ["test/fixtures/**/*.ts", "test/support/**/*.ts"], outbase: ".", outdir: RUNNER_MIRROR }),
+  ]);
+  cpSync(join(REPO, "test/fixtures"), join(RUNNER_MIRROR, "test/fixtures"), { recursive: true, filter: (path) => !path.endsWith(".ts") });
+  symlinkSync("dist", join(RUNNER_MIRROR, "src"));
+  const { name, version, type } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as Record<string, string>;
+  writeFileSync(join(RUNNER_MIRROR, "package.json"), `${JSON.stringify({ name, version, type, private: true })}\n`);
+}
+
+/** vitest's globalSetup: the copy is made before any test file runs, and again before each rerun in watch mode. */
+export default async function setup(project: { onTestsRerun(callback: () => Promise<void>): void }): Promise<void> {
+  await buildRunnerMirror();
+  project.onTestsRerun(buildRunnerMirror);
+}
