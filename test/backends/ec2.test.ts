@@ -27,6 +27,7 @@ import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, type MotoServer } from "../support/moto.js";
 import { environmentForFile } from "../support/environment.js";
 import { waitFor } from "../support/processes.js";
+import { MIRROR_EXEC_ARGV } from "../support/backends.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const BUILD_ID = "ec2-test";
@@ -346,7 +347,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
       },
     });
     // An AMI with the app installed: the runner command runs the agent directly, no Docker.
-    const runnerCommand = `cd ${shellQuote(REPO)} && ${shellQuote(process.execPath)} --import tsx src/runner-agent/main.ts`;
+    const runnerCommand = `cd ${shellQuote(REPO)} && ${[process.execPath, ...MIRROR_EXEC_ARGV, "src/runner-agent/main.ts"].map(shellQuote).join(" ")}`;
     const { whoami } = pool({
       name: "ec2-ssm",
       max: 1,

@@ -19,11 +19,12 @@ import { AGENT_MAIN } from "../support/fly.js";
 import { fixtureEntry } from "../fixtures/app.js";
 import { kubernetesRequest, startTestKubernetesEmulator } from "../support/kubernetes.js";
 import { waitFor } from "../support/processes.js";
+import { MIRROR_EXEC_ARGV } from "../support/backends.js";
 
 const NAMESPACE = "jobs";
 const PARENT_POD = "parent-0";
 const IMAGE = "registry.example.com/app:v7";
-const RUNNER_COMMAND = [process.execPath, "--import", "tsx", AGENT_MAIN, fixtureEntry];
+const RUNNER_COMMAND = [process.execPath, ...MIRROR_EXEC_ARGV, AGENT_MAIN, fixtureEntry];
 
 let emulator: KubernetesEmulator;
 let kubeconfig: string;

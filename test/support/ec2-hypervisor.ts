@@ -9,9 +9,10 @@
  *
  * The script runs unchanged. What a machine image would provide comes from
  * small commands on the script's PATH:
- * - `docker run` starts the local runner agent (`node --import tsx
- *   src/runner-agent/main.ts`) with the variables passed by `-e` (the entry
- *   comes from FLAME_ENTRY), and records its arguments for assertions;
+ * - `docker run` starts the local runner agent (from the suite's JavaScript
+ *   copy of the sources, test/support/mirror-runner.mjs) with the variables
+ *   passed by `-e` (the entry comes from FLAME_ENTRY), and records its
+ *   arguments for assertions;
  * - `systemctl` succeeds (there is no Docker daemon to start);
  * - `poweroff` / `shutdown` mark the machine as powered off;
  * - `aws`: the real AWS CLI pointed at moto (AWS_ENDPOINT_URL) when installed,
@@ -290,7 +291,8 @@ for (let i = 0; i < args.length; i++) {
 if (!image) fail("no image");
 if (network !== "host") fail("runners need --network host to reach the parent's address");
 const repo = process.env.FLAME_REPO;
-const child = spawn(process.execPath, ["--import", "tsx", join(repo, "src/runner-agent/main.ts")], { cwd: repo, env, stdio: "inherit" });
+// The suite's JavaScript copy of the agent (test/support/backends.ts), which finds the app in FLAME_ENTRY.
+const child = spawn(process.execPath, ["--enable-source-maps", join(repo, "test/support/mirror-runner.mjs"), join(repo, "src/runner-agent/main.ts")], { cwd: repo, env, stdio: "inherit" });
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? 128));
 `;

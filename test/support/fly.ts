@@ -3,15 +3,16 @@ import { fileURLToPath } from "node:url";
 import { FlyBackend, type FlyBackendOptions } from "../../src/backends/fly.js";
 import { startFlyEmulator, type FlyEmulator, type FlyEmulatorOptions } from "../../src/emulators/fly/emulator.js";
 import { fixtureEntry } from "../fixtures/app.js";
+import { MIRROR_EXEC_ARGV } from "./backends.js";
 
 /** The image tests pretend to deploy; the parent's FLY_IMAGE_REF must match it for runners' app versions to agree. */
 export const TEST_IMAGE = "registry.fly.io/flame-emulated:deployment-test";
 
 export const AGENT_MAIN = fileURLToPath(new URL("../../src/runner-agent/main.ts", import.meta.url));
 
-/** What an emulated machine runs: the runner agent from source under tsx, loading the test app. */
+/** What an emulated machine runs: the runner agent, from the suite's JavaScript copy of the sources (backends.ts), loading the test app. */
 export function runnerCommand(entry = fixtureEntry): string[] {
-  return [process.execPath, "--import", "tsx", AGENT_MAIN, entry];
+  return [process.execPath, ...MIRROR_EXEC_ARGV, AGENT_MAIN, entry];
 }
 
 /** Makes this process look like a parent deployed on Fly from TEST_IMAGE (its app version includes the image). */
