@@ -186,6 +186,8 @@ const TYPES: Record<string, string> = {
     compilerOptions: {
       strict: true,
       skipLibCheck: false,
+      // TypeScript's own lib files are not ours to check (and are most of the time); @types/node and flame-ts's declarations are.
+      skipDefaultLibCheck: true,
       exactOptionalPropertyTypes: true,
       noUncheckedIndexedAccess: true,
       module: "NodeNext",
