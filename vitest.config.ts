@@ -29,11 +29,19 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     setupFiles: ["test/support/no-leftover-processes.ts"],
-    // Test runners start from a JavaScript copy of the sources, made once here (see the file).
-    globalSetup: ["test/support/runner-mirror.ts"],
     projects: [
       { extends: true, test: { name: "unit", include: SHARED_WORKER_FILES, isolate: false } },
-      { extends: true, test: { name: "processes", include: ["test/**/*.test.ts"], exclude: SHARED_WORKER_FILES } },
+      {
+        extends: true,
+        test: {
+          name: "processes",
+          include: ["test/**/*.test.ts"],
+          exclude: SHARED_WORKER_FILES,
+          // Test runners start from a JavaScript copy of the sources, made once here (see the file).
+          // Only this project boots runners: a global setup runs once per project that names it.
+          globalSetup: ["test/support/runner-mirror.ts"],
+        },
+      },
     ],
   },
 });

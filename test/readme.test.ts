@@ -7,7 +7,8 @@ import { TSX_EXEC_ARGV } from "./support/backends.js";
 
 const README = fileURLToPath(new URL("../README.md", import.meta.url));
 // Inside the repository, so `flame-ts` resolves through its tsconfig path mapping; git-ignored.
-const GENERATED = fileURLToPath(new URL("./.generated/", import.meta.url));
+// A folder of its own: test/.generated/ also holds the runners' copy of the sources (runner-mirror.ts).
+const GENERATED = fileURLToPath(new URL("./.generated/readme/", import.meta.url));
 
 /** The first ```ts block after `heading` in the README. */
 function snippetAfter(heading: string): string {
