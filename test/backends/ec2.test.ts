@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   DescribeInstanceAttributeCommand,
@@ -27,7 +28,7 @@ import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, type MotoServer } from "../support/moto.js";
 import { environmentForFile } from "../support/environment.js";
 import { waitFor } from "../support/processes.js";
-import { MIRROR_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy, MIRROR_EXEC_ARGV } from "../support/backends.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const BUILD_ID = "ec2-test";
@@ -466,7 +467,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   });
 
   function startParent(config: { pool: string; min: number; thenMin: number; runnerConnectTimeout: number }): { process: ChildProcess; ready: Promise<void> } {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/support/moto-parent.ts"], {
+    const child = spawn(process.execPath, fromCopy(join(REPO, "test/support/moto-parent.ts")), {
       cwd: REPO,
       env: { ...process.env, FLAME_TEST_PARENT: JSON.stringify({ ...config, endpoint: server.endpoint }) },
       stdio: ["ignore", "pipe", "pipe"],

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BackendError, BootError, type Backend, type ProvisionRequest } from "../../src/index.js";
 import { decodeRunnerEnv, RUNNER_ENV_VAR } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
-import { testProcessBackend, TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy, testProcessBackend } from "../support/backends.js";
 
 const pools: { stop(): Promise<void> }[] = [];
 const cleanups: Array<() => void> = [];
@@ -101,7 +101,7 @@ describe("ProcessBackend: a spawn that fails is a BackendError, never an uncaugh
 
   it("out of file descriptors (EMFILE), the parent gets a retryable BootError and carries on", async () => {
     const script = new URL("../support/spawn-exhausted-parent.ts", import.meta.url).pathname;
-    const node = [process.execPath, ...TSX_EXEC_ARGV, script];
+    const node = [process.execPath, ...fromCopy(script)];
     // A low limit makes using up every descriptor quick; prlimit is util-linux, bash's ulimit the fallback.
     const [command, ...args] = spawnSync("prlimit", ["--version"]).status === 0
       ? ["prlimit", "--nofile=256:256", ...node]

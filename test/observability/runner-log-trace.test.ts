@@ -11,6 +11,7 @@ import { validateRunnerControl } from "../../src/protocol/validate.js";
 import { PROTOCOL_VERSION } from "../../src/protocol/messages.js";
 import { finishedSpans, makeTracedPool, registerTracing, tracedEntry } from "../fixtures/traced-app.js";
 import { AGENT_MAIN } from "../support/fly.js";
+import { MIRROR_EXEC_ARGV } from "../support/backends.js";
 import { startTestKubernetesEmulator } from "../support/kubernetes.js";
 import { waitFor } from "../support/processes.js";
 
@@ -33,7 +34,7 @@ describe("forwarded runner output carries its trace", () => {
         kubeconfig: await emulator.writeKubeconfig(),
         parentPod: false,
         image: "registry.example.com/traced:1",
-        command: [process.execPath, "--import", "tsx", AGENT_MAIN, tracedEntry],
+        command: [process.execPath, ...MIRROR_EXEC_ARGV, AGENT_MAIN, tracedEntry],
         controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" },
       }),
     });

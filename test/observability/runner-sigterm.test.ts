@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeRunnerEnv } from "../../src/protocol/runner-env.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { MIRROR_EXEC_ARGV } from "../support/backends.js";
 import type { SpanRecord } from "../fixtures/traced-app.js";
 
 const agentMain = fileURLToPath(new URL("../../src/runner-agent/main.ts", import.meta.url));
@@ -27,7 +27,7 @@ afterEach(() => {
 
 /** Starts a runner with `env`, waits until its entry has loaded, sends SIGTERM, and resolves with how it ended and how long that took. */
 async function terminateLoadedRunner(env: Record<string, string>) {
-  const runner = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain, entry], {
+  const runner = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain, entry], {
     env: {
       ...process.env,
       ...env,

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ProcessBackend, type ProvisionedRunner } from "../../src/index.js";
 import { finishedSpans, forgetSpans, makeTracedPool, registerTracing, type SpanRecord } from "../fixtures/traced-app.js";
-import { testProcessBackend, TSX_EXEC_ARGV } from "../support/backends.js";
+import { MIRROR_EXEC_ARGV, testProcessBackend } from "../support/backends.js";
 
 /** Terminates as a provider's graceful stop does: the runner first gets a moment to exit on its own. */
 class PatientProcessBackend extends ProcessBackend {
@@ -175,7 +175,7 @@ describe("a traced call", () => {
   it("on a runner told to shut down, the spans its SDK still holds are exported before it exits", async () => {
     const spansFile = join(tmpdir(), `flame-ts-spans-${process.pid}-${Date.now()}.jsonl`);
     try {
-      const backend = new PatientProcessBackend({ execArgv: TSX_EXEC_ARGV, killTimeout: 500, env: { FLAME_TEST_SPANS_FILE: spansFile } });
+      const backend = new PatientProcessBackend({ execArgv: MIRROR_EXEC_ARGV, killTimeout: 500, env: { FLAME_TEST_SPANS_FILE: spansFile } });
       const { pool, echo } = makeTracedPool({ name: "traced-flush", backend, min: 0, max: 1 });
       pools.push(pool);
       await echo("x");
@@ -194,7 +194,7 @@ describe("a traced call", () => {
     const spansFile = join(tmpdir(), `flame-ts-spans-sigterm-${process.pid}-${Date.now()}.jsonl`);
     try {
       // Default killTimeout (2 s); an export that takes 300 ms, as a network exporter's may: SIGTERM's default action would cut it.
-      const backend = new ProcessBackend({ execArgv: TSX_EXEC_ARGV, env: { FLAME_TEST_SPANS_FILE: spansFile, FLAME_TEST_EXPORT_DELAY: "300" } });
+      const backend = new ProcessBackend({ execArgv: MIRROR_EXEC_ARGV, env: { FLAME_TEST_SPANS_FILE: spansFile, FLAME_TEST_EXPORT_DELAY: "300" } });
       const { pool, echo } = makeTracedPool({ name: "traced-sigterm", backend, min: 0, max: 1 });
       pools.push(pool);
       await echo("x");

@@ -2,14 +2,14 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy } from "../support/backends.js";
 import { isAlive, waitFor } from "../support/processes.js";
 
 const script = fileURLToPath(new URL("../support/forgetful-script.ts", import.meta.url));
 
 async function runForgetful(min: number, backend: "process" | "local") {
   const startedAt = Date.now();
-  const { stdout } = await promisify(execFile)(process.execPath, [...TSX_EXEC_ARGV, script, String(min), backend], { timeout: 20_000 });
+  const { stdout } = await promisify(execFile)(process.execPath, [...fromCopy(script), String(min), backend], { timeout: 20_000 });
   return { elapsed: Date.now() - startedAt, pid: (JSON.parse(stdout.trim()) as { pid: number }).pid };
 }
 

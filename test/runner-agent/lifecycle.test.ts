@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { decodeRunnerMessage } from "../../src/protocol/codec.js";
 import { encodeRunnerEnv } from "../../src/protocol/runner-env.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy, MIRROR_EXEC_ARGV } from "../support/backends.js";
 import { hasEstablishedTcpConnection, isAlive, waitFor } from "../support/processes.js";
 
 const agentMain = fileURLToPath(new URL("../../src/runner-agent/main.ts", import.meta.url));
@@ -25,7 +25,7 @@ describe("a runner always has a way out when its parent is gone", () => {
     const directory = mkdtempSync(join(tmpdir(), "flame-slow-"));
     const marker = join(directory, "importing");
     cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
-    const parent = spawn(process.execPath, [...TSX_EXEC_ARGV, slowParent], {
+    const parent = spawn(process.execPath, [...fromCopy(slowParent)], {
       env: { ...process.env, FLAME_TEST_MARKER: marker, FLAME_TEST_IMPORT_MS: "6000" },
       stdio: ["ignore", "ignore", "inherit"],
     });
@@ -54,7 +54,7 @@ describe("a runner always has a way out when its parent is gone", () => {
       })),
     );
     const { port } = server.address() as { port: number };
-    const agent = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain, appEntry], {
+    const agent = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain, appEntry], {
       env: {
         ...process.env,
         FLAME_PARENT: encodeRunnerEnv({

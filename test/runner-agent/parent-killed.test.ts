@@ -1,14 +1,14 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy } from "../support/backends.js";
 import { isAlive, waitFor } from "../support/processes.js";
 
 const parentScript = new URL("../support/parent-process.ts", import.meta.url).pathname;
 
 describe("runners never outlive their parent", () => {
   it("every runner exits promptly when the parent is killed with SIGKILL", async () => {
-    const parent = spawn(process.execPath, [...TSX_EXEC_ARGV, parentScript, "2"], { stdio: ["ignore", "pipe", "inherit"] });
+    const parent = spawn(process.execPath, [...fromCopy(parentScript), "2"], { stdio: ["ignore", "pipe", "inherit"] });
     try {
       const line = await new Promise<string>((resolve, reject) => {
         createInterface({ input: parent.stdout! }).once("line", resolve);

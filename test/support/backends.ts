@@ -4,7 +4,7 @@
  * through mirror-runner.mjs; TSX_EXEC_ARGV is for processes a test starts from
  * the TypeScript sources itself.
  */
-import { sep } from "node:path";
+import { join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessBackend, type ProcessBackendOptions } from "../../src/index.js";
 
@@ -20,6 +20,17 @@ export const MIRROR_EXEC_ARGV = ["--enable-source-maps", repositoryPath(fileURLT
 /** The repository's own file for one of the copy's (a runner's pools boot runners too, from the copy's modules). */
 function repositoryPath(path: string): string {
   return path.replace(`${sep}test${sep}.generated${sep}runner-mirror${sep}`, sep);
+}
+
+/**
+ * Node arguments that run one of the suite's TypeScript scripts under test/
+ * (a parent a test starts) from the JavaScript copy, whose pools then boot
+ * runners from the copy too: no tsx anywhere in that process tree.
+ */
+export function fromCopy(script: string): string[] {
+  const repo = fileURLToPath(new URL("../../", import.meta.url));
+  const copy = join(repo, "test/.generated/runner-mirror", relative(repo, script)).replace(/\.ts$/, ".js");
+  return ["--enable-source-maps", copy];
 }
 
 export function testProcessBackend(options: ProcessBackendOptions = {}): ProcessBackend {
