@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { copyOf, fromCopy } from "../support/backends.js";
 import { liveMachines, startTestEmulator, testFlyBackend, TEST_IMAGE } from "../support/fly.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
 import { waitFor } from "../support/processes.js";
@@ -11,12 +11,13 @@ import { waitFor } from "../support/processes.js";
 keepProcessesAcrossTests();
 
 const cli = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
-const cliAppEntry = fileURLToPath(new URL("../fixtures/cli-app.ts", import.meta.url));
+// The CLI runs from the suite's JavaScript copy, so the app it inspects is the copy's too (one flame-ts in the process).
+const cliAppEntry = copyOf(fileURLToPath(new URL("../fixtures/cli-app.ts", import.meta.url)));
 
 /** Runs the flame-ts command; resolves with its exit code and output. */
 async function flameTs(args: string[], env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...TSX_EXEC_ARGV, cli, ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...fromCopy(cli), ...args], {
       env: { ...process.env, ...env },
       timeout: 20_000,
     });

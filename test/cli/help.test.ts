@@ -2,13 +2,13 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy } from "../support/backends.js";
 
 const cli = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
 
 describe("every command answers --help", () => {
   it.each(["runner", "reap", "doctor", "fly-emulator"])("flame-ts %s --help prints its usage and exits 0", async (command) => {
-    const { stdout } = await promisify(execFile)(process.execPath, [...TSX_EXEC_ARGV, cli, command, "--help"], {
+    const { stdout } = await promisify(execFile)(process.execPath, [...fromCopy(cli), command, "--help"], {
       env: { ...process.env, FLAME_PARENT: "" },
       timeout: 20_000,
     });

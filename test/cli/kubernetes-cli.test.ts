@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubernetesBackend } from "../../src/backends/kubernetes.js";
 import type { KubernetesEmulator } from "../../src/emulators/kubernetes/emulator.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { fromCopy } from "../support/backends.js";
 import { startTestKubernetesEmulator } from "../support/kubernetes.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
 import { waitFor } from "../support/processes.js";
@@ -22,7 +22,7 @@ const NAMESPACE = "batch";
 
 async function flameTs(args: string[], env: Record<string, string>) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...TSX_EXEC_ARGV, cli, ...args], { env: { ...process.env, ...env }, timeout: 20_000 });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...fromCopy(cli), ...args], { env: { ...process.env, ...env }, timeout: 20_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };

@@ -22,15 +22,21 @@ function repositoryPath(path: string): string {
   return path.replace(`${sep}test${sep}.generated${sep}runner-mirror${sep}`, sep);
 }
 
+/** The JavaScript copy of one of the repository's TypeScript modules (src/ is at dist/ in the copy). */
+export function copyOf(path: string): string {
+  const repo = fileURLToPath(new URL("../../", import.meta.url));
+  const inRepo = relative(repo, path);
+  const inCopy = inRepo.startsWith(`src${sep}`) ? join("dist", inRepo.slice(4)) : inRepo;
+  return join(repo, "test/.generated/runner-mirror", inCopy).replace(/\.ts$/, ".js");
+}
+
 /**
- * Node arguments that run one of the suite's TypeScript scripts under test/
- * (a parent a test starts) from the JavaScript copy, whose pools then boot
- * runners from the copy too: no tsx anywhere in that process tree.
+ * Node arguments that run one of the repository's TypeScript scripts (a
+ * parent a test starts, the CLI) from the JavaScript copy, whose pools then
+ * boot runners from the copy too: no tsx anywhere in that process tree.
  */
 export function fromCopy(script: string): string[] {
-  const repo = fileURLToPath(new URL("../../", import.meta.url));
-  const copy = join(repo, "test/.generated/runner-mirror", relative(repo, script)).replace(/\.ts$/, ".js");
-  return ["--enable-source-maps", copy];
+  return ["--enable-source-maps", copyOf(script)];
 }
 
 export function testProcessBackend(options: ProcessBackendOptions = {}): ProcessBackend {
