@@ -4,8 +4,8 @@
  *
  * Almost every call of a pool has the same timeout, so the deadlines of one
  * duration come due in the order they were added: each duration keeps a FIFO
- * list (intrusive and doubly linked, so a call that settles leaves it in
- * O(1)) and one timer, armed for its head. A Timeout per call cost an object
+ * list (linked-list.ts, so a call that settles leaves it in O(1)) and one
+ * timer, armed for its head. A Timeout per call cost an object
  * and an async-resource init, and Node's timer list work twice per call (set,
  * then cleared by the result); here a call costs one small node, and the
  * timer is touched only when it fires.
@@ -15,11 +15,11 @@
  * re-arms nothing, and an idle process is not held up by a timer.
  */
 
+import { LinkedList, type Linked } from "./linked-list.js";
+
 /** A deadline in a list; its owner keeps it to cancel it. */
-export class Deadline {
-  /** @internal */
+export class Deadline implements Linked<Deadline> {
   previous: Deadline | undefined;
-  /** @internal */
   next: Deadline | undefined;
   /** Removed from its list (expired or cancelled): cancelling it again does nothing. */
   done = false;
@@ -34,8 +34,7 @@ export class Deadline {
 
 /** The deadlines of one duration, due in the order they were added, and the timer for the first. */
 export class DeadlineList {
-  private head: Deadline | undefined;
-  private tail: Deadline | undefined;
+  private readonly deadlines = new LinkedList<Deadline>();
   private timer: NodeJS.Timeout | undefined;
   private count = 0;
 
@@ -45,7 +44,7 @@ export class DeadlineList {
   ) {}
 
   get isEmpty(): boolean {
-    return this.head === undefined;
+    return this.deadlines.isEmpty;
   }
 
   get size(): number {
@@ -54,14 +53,9 @@ export class DeadlineList {
 
   add(onExpire: () => void): Deadline {
     const deadline = new Deadline(performance.now() + this.duration, this, onExpire);
-    deadline.previous = this.tail;
-    if (this.tail) this.tail.next = deadline;
-    else {
-      this.head = deadline;
-      // A deadline keeps the process up, as the call's own Timeout did.
-      this.timer?.ref();
-    }
-    this.tail = deadline;
+    // A deadline keeps the process up, as the call's own Timeout did.
+    if (this.deadlines.isEmpty) this.timer?.ref();
+    this.deadlines.push(deadline);
     this.count += 1;
     // Deadlines of one duration only grow: a timer armed for an earlier one fires first and re-arms.
     if (this.timer === undefined) this.arm(deadline.dueAt);
@@ -71,13 +65,9 @@ export class DeadlineList {
   remove(deadline: Deadline): void {
     if (deadline.done) return;
     deadline.done = true;
-    if (deadline.previous) deadline.previous.next = deadline.next;
-    else this.head = deadline.next;
-    if (deadline.next) deadline.next.previous = deadline.previous;
-    else this.tail = deadline.previous;
-    deadline.previous = deadline.next = undefined;
+    this.deadlines.remove(deadline);
     this.count -= 1;
-    if (!this.head) this.timer?.unref();
+    if (this.deadlines.isEmpty) this.timer?.unref();
   }
 
   private arm(dueAt: number): void {
@@ -88,8 +78,7 @@ export class DeadlineList {
   private fire(): void {
     this.timer = undefined;
     const now = performance.now();
-    while (this.head && this.head.dueAt <= now) {
-      const due = this.head;
+    for (let due = this.deadlines.head; due && due.dueAt <= now; due = this.deadlines.head) {
       this.remove(due);
       // An owner that throws must not strand the deadlines after it; its error is still thrown, outside this loop.
       try {
@@ -100,7 +89,8 @@ export class DeadlineList {
         });
       }
     }
-    if (this.head) this.arm(this.head.dueAt);
+    const next = this.deadlines.head;
+    if (next) this.arm(next.dueAt);
     else this.fired(this);
   }
 }

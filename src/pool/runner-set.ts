@@ -11,10 +11,11 @@
  * call moves its runner twice (placed, answered), and Set insertions and
  * deletions were a fifth of the parent's routing time at 50 runners.
  */
+import { LinkedList, type Linked } from "./linked-list.js";
 import type { Runner } from "./runner.js";
 
 /** What the set knows of one runner: where it is filed, and whether it counts towards `max`. */
-class Entry {
+class Entry implements Linked<Entry> {
   /** The bucket it is in (its load when filed); -1: not routable. */
   filedAt = -1;
   previous: Entry | undefined;
@@ -23,40 +24,32 @@ class Entry {
   constructor(readonly runner: Runner) {}
 }
 
-/** A bucket: the runners with one load, in the order they got there. */
-interface Bucket {
-  head: Entry | undefined;
-  tail: Entry | undefined;
-}
-
 export class RunnerSet {
-  private readonly byId = new Map<string, Runner>();
-  private readonly entries = new Map<Runner, Entry>();
-  /** byLoad[n]: runners taking calls with n calls in flight. */
-  private readonly byLoad: Bucket[] = [];
+  /** By runner id: each runner and what the set knows of it. */
+  private readonly entries = new Map<string, Entry>();
+  /** byLoad[n]: runners taking calls with n calls in flight, in the order they got there. */
+  private readonly byLoad: Array<LinkedList<Entry>> = [];
   /** No bucket below this one holds a runner. */
   private lowest = 0;
   private active = 0;
 
   add(runner: Runner): void {
-    this.byId.set(runner.id, runner);
-    this.entries.set(runner, new Entry(runner));
+    this.entries.set(runner.id, new Entry(runner));
     this.update(runner);
   }
 
   delete(runner: Runner): void {
-    const entry = this.entries.get(runner);
-    if (!entry) return;
+    const entry = this.entries.get(runner.id);
+    if (entry?.runner !== runner) return;
     this.unfile(entry);
     if (entry.active) this.active -= 1;
-    this.entries.delete(runner);
-    this.byId.delete(runner.id);
+    this.entries.delete(runner.id);
   }
 
   /** Re-files `runner` after a change: under its current load, or out of routing if it takes no calls. */
   update(runner: Runner): void {
-    const entry = this.entries.get(runner);
-    if (!entry) return;
+    const entry = this.entries.get(runner.id);
+    if (entry?.runner !== runner) return;
     const active = runner.state === "ready" || runner.state === "booting";
     if (active !== entry.active) {
       entry.active = active;
@@ -69,38 +62,28 @@ export class RunnerSet {
   }
 
   private file(entry: Entry, load: number): void {
-    while (this.byLoad.length <= load) this.byLoad.push({ head: undefined, tail: undefined });
-    const bucket = this.byLoad[load]!;
+    while (this.byLoad.length <= load) this.byLoad.push(new LinkedList<Entry>());
+    this.byLoad[load]!.push(entry);
     entry.filedAt = load;
-    entry.previous = bucket.tail;
-    entry.next = undefined;
-    if (bucket.tail) bucket.tail.next = entry;
-    else bucket.head = entry;
-    bucket.tail = entry;
     if (load < this.lowest) this.lowest = load;
   }
 
   private unfile(entry: Entry): void {
     if (entry.filedAt < 0) return;
-    const bucket = this.byLoad[entry.filedAt]!;
-    if (entry.previous) entry.previous.next = entry.next;
-    else bucket.head = entry.next;
-    if (entry.next) entry.next.previous = entry.previous;
-    else bucket.tail = entry.previous;
-    entry.previous = entry.next = undefined;
+    this.byLoad[entry.filedAt]!.remove(entry);
     entry.filedAt = -1;
   }
 
   has(runnerId: string): boolean {
-    return this.byId.has(runnerId);
+    return this.entries.has(runnerId);
   }
 
   get size(): number {
-    return this.byId.size;
+    return this.entries.size;
   }
 
-  values(): IterableIterator<Runner> {
-    return this.byId.values();
+  *values(): IterableIterator<Runner> {
+    for (const entry of this.entries.values()) yield entry.runner;
   }
 
   /** The ready runner with the fewest calls, if it has a free slot. */
@@ -129,18 +112,18 @@ export class RunnerSet {
 
   bootingCount(): number {
     let count = 0;
-    for (const runner of this.byId.values()) if (runner.state === "booting") count += 1;
+    for (const runner of this.values()) if (runner.state === "booting") count += 1;
     return count;
   }
 
   bootingIds(): string[] {
-    return [...this.byId.values()].filter((runner) => runner.state === "booting").map((runner) => runner.id);
+    return [...this.values()].filter((runner) => runner.state === "booting").map((runner) => runner.id);
   }
 
   /** Calls in flight over all runners, abandoned ones included. */
   totalLoad(): number {
     let load = 0;
-    for (const runner of this.byId.values()) load += runner.load;
+    for (const runner of this.values()) load += runner.load;
     return load;
   }
 
@@ -148,7 +131,7 @@ export class RunnerSet {
   threads(): { total: number; runners: Array<{ runnerId: string; threads: number; load: number }> } {
     const runners: Array<{ runnerId: string; threads: number; load: number }> = [];
     let total = 0;
-    for (const runner of this.byId.values()) {
+    for (const runner of this.values()) {
       if (runner.state === "booting" || runner.state === "exited") continue;
       total += runner.threads;
       runners.push({ runnerId: runner.id, threads: runner.threads, load: runner.load });
@@ -158,7 +141,7 @@ export class RunnerSet {
 
   countByState() {
     const counts = { total: 0, booting: 0, ready: 0, busy: 0, idle: 0, draining: 0, stopping: 0 };
-    for (const runner of this.byId.values()) {
+    for (const runner of this.values()) {
       if (runner.state === "exited") continue;
       counts.total += 1;
       counts[runner.state] += 1;
