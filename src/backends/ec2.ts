@@ -16,14 +16,22 @@
  * on first use in turn.
  */
 import type { ControlPlaneAddress } from "../control-plane/address.js";
-import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
-import { LoadedOnFirstUse } from "./load-on-first-use.js";
+import { DeferredBackend, type BackendImplementation } from "./deferred-backend.js";
 import { resolveEc2Options, type Ec2BackendOptions, type ResolvedEc2Options } from "./ec2/options.js";
 
 export type { Ec2BackendOptions, Ec2Credentials, Ec2LaunchTemplate, Ec2SpotOptions, Ec2UserDataContext } from "./ec2/options.js";
 
-/** Runners as EC2 instances that run the runner image and power off when the runner exits (docs/ec2.md). */
-export class Ec2Backend implements Backend {
+/** What the shell hands over to: the backend's methods, and the address lookup from instance metadata. */
+type Ec2Implementation = BackendImplementation & { controlPlane(): Promise<ControlPlaneAddress> };
+
+/**
+ * Runners as EC2 instances that run the runner image and power off when the
+ * runner exits (docs/ec2.md). `checkPermissions` asks EC2, with DryRun
+ * requests, whether the parent may launch runners as configured and list
+ * them, and reads the AMI parameter (it costs nothing); `terminate` also
+ * deletes the runner's boot parameter; `list` finds runner instances by their tags.
+ */
+export class Ec2Backend extends DeferredBackend<Ec2Implementation> {
   readonly name = "ec2";
   /**
    * The boot timeout this backend needs, in ms: an EC2 boot (instance start,
@@ -32,42 +40,21 @@ export class Ec2Backend implements Backend {
    */
   readonly defaultBootTimeout = 300_000;
   private readonly options: ResolvedEc2Options;
-  /** The AWS side, made with these options the first time an async method runs. */
-  private readonly implementation = new LoadedOnFirstUse(async () => {
-    const { Ec2BackendImplementation } = await import("./ec2/implementation.js");
-    return new Ec2BackendImplementation(this.options);
-  });
 
   constructor(options: Ec2BackendOptions) {
     // Cheap on purpose: the app module that builds this backend also runs on every runner.
+    super();
     this.options = resolveEc2Options(options);
+  }
+
+  /** The AWS side, made with these options. */
+  protected async loadImplementation(): Promise<Ec2Implementation> {
+    const { Ec2BackendImplementation } = await import("./ec2/implementation.js");
+    return new Ec2BackendImplementation(this.options);
   }
 
   /** The parent listens on 0.0.0.0:3526 and runners dial its private IP (from instance metadata), unless configured otherwise. */
   async controlPlane(): Promise<ControlPlaneAddress> {
-    return (await this.implementation.get()).controlPlane();
-  }
-
-  async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    return (await this.implementation.get()).provision(request);
-  }
-
-  /** Terminates the runner's instance (and deletes its boot parameter); one already gone counts as terminated. */
-  async terminate(runner: ProvisionedRunner): Promise<void> {
-    await (await this.implementation.get()).terminate(runner);
-  }
-
-  /** Runner instances that still exist (optionally of one pool), found by their tags. */
-  async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
-    return (await this.implementation.get()).list(filter);
-  }
-
-  /**
-   * Asks EC2, with DryRun requests, whether the parent may launch runners as
-   * configured and list them, and reads the AMI parameter. Resolves when all
-   * is allowed; rejects with the BackendError of the first refusal. Costs nothing.
-   */
-  async checkPermissions(): Promise<void> {
-    await (await this.implementation.get()).checkPermissions();
+    return (await this.implementation()).controlPlane();
   }
 }

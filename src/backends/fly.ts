@@ -13,22 +13,22 @@
  */
 import { BackendError, ERROR_CODES } from "../errors.js";
 import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
-import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
-import { LoadedOnFirstUse } from "./load-on-first-use.js";
+import { DeferredBackend, type BackendImplementation } from "./deferred-backend.js";
 import { resolveFlyOptions, type FlyBackendOptions, type ResolvedFlyOptions } from "./fly/options.js";
 
 export type { FlyBackendOptions, FlyGuestOptions, FlyInitOptions, FlySecret, FlyStopSignal } from "./fly/options.js";
 export { FlyApiError } from "./fly/api-error.js";
 
-/** A Backend whose runners are Fly Machines. Options: see FlyBackendOptions and docs/fly.md. */
-export class FlyBackend implements Backend {
+/**
+ * A Backend whose runners are Fly Machines. Options: see FlyBackendOptions
+ * and docs/fly.md. `checkPermissions` reads the app (`GET /v1/apps/{app}`),
+ * so a bad token or app name fails `pool.start()` before any machine is
+ * created; `terminate` destroys the machine; `list` finds runner machines by
+ * their metadata.
+ */
+export class FlyBackend extends DeferredBackend {
   readonly name = "fly";
   private readonly options: ResolvedFlyOptions;
-  /** The Machines API side, made with these options the first time an async method runs. */
-  private readonly implementation = new LoadedOnFirstUse(async () => {
-    const { FlyBackendImplementation } = await import("./fly/implementation.js");
-    return new FlyBackendImplementation(this.options, () => this.controlPlane());
-  });
 
   /**
    * Options are validated now; missing credentials (token, app, image) are
@@ -36,7 +36,14 @@ export class FlyBackend implements Backend {
    * on a runner constructs its backend too and never uses it.
    */
   constructor(options: FlyBackendOptions = {}) {
+    super();
     this.options = resolveFlyOptions(options);
+  }
+
+  /** The Machines API side, made with these options. */
+  protected async loadImplementation(): Promise<BackendImplementation> {
+    const { FlyBackendImplementation } = await import("./fly/implementation.js");
+    return new FlyBackendImplementation(this.options, () => this.controlPlane());
   }
 
   /** The parent listens on `::` and runners dial `ws://[FLY_PRIVATE_IP]:<port>`, unless configured otherwise. */
@@ -49,28 +56,5 @@ export class FlyBackend implements Backend {
       );
     }
     return advertisedAddress({ host, port, tls }, advertisedHost);
-  }
-
-  /**
-   * Called by `pool.start()`: checks the settings are all there and that the
-   * token can see the app, so a bad token or app name fails the start with a
-   * clear error before any machine is created.
-   */
-  async checkPermissions(): Promise<void> {
-    await (await this.implementation.get()).checkPermissions();
-  }
-
-  async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    return (await this.implementation.get()).provision(request);
-  }
-
-  /** Destroys the runner's machine; a machine already gone counts as destroyed. */
-  async terminate(runner: ProvisionedRunner): Promise<void> {
-    await (await this.implementation.get()).terminate(runner);
-  }
-
-  /** Live runner machines of this app (optionally of one pool), found by their metadata. */
-  async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
-    return (await this.implementation.get()).list(filter);
   }
 }

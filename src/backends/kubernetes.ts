@@ -16,25 +16,27 @@
  */
 import { BackendError, ERROR_CODES } from "../errors.js";
 import { advertisedAddress, type ControlPlaneAddress } from "../control-plane/address.js";
-import type { Backend, ListedRunner, ProvisionedRunner, ProvisionRequest } from "./backend.js";
-import { LoadedOnFirstUse } from "./load-on-first-use.js";
+import { DeferredBackend, type BackendImplementation } from "./deferred-backend.js";
 import { resolveKubernetesOptions, type KubernetesBackendOptions, type ResolvedKubernetesOptions } from "./kubernetes/options.js";
 
 export type { KubernetesBackendOptions, KubernetesObject, KubernetesResources } from "./kubernetes/options.js";
 export { KubernetesApiError } from "./kubernetes/api-error.js";
 export { KUBERNETES_RBAC } from "./kubernetes/rbac.js";
 
-/** A Backend whose runners are Kubernetes pods. Options: see KubernetesBackendOptions and docs/kubernetes.md. */
-export class KubernetesBackend implements Backend {
+/**
+ * A Backend whose runners are Kubernetes pods. Options: see
+ * KubernetesBackendOptions and docs/kubernetes.md. `checkPermissions` finds
+ * the credentials and the parent pod and asks the API server
+ * (SelfSubjectAccessReview) whether the parent may make every request the
+ * backend makes, so a missing RBAC rule fails `pool.start()` instead of the
+ * first boot; `terminate` deletes the pod and its Secret; `list` finds runner
+ * pods, and Secrets whose pod is gone, by their labels.
+ */
+export class KubernetesBackend extends DeferredBackend {
   readonly name = "kubernetes";
   /** Pods may wait for a node and pull an image: more than the 30 s the pool gives local runners. */
   readonly defaultBootTimeout = 120_000;
   private readonly options: ResolvedKubernetesOptions;
-  /** The cluster side, made with these options the first time an async method runs. */
-  private readonly implementation = new LoadedOnFirstUse(async () => {
-    const { KubernetesBackendImplementation } = await import("./kubernetes/implementation.js");
-    return new KubernetesBackendImplementation(this.options, () => this.controlPlane());
-  });
 
   /**
    * Options are validated now; credentials and the parent pod are looked up
@@ -42,7 +44,14 @@ export class KubernetesBackend implements Backend {
    * backend too and never uses it.
    */
   constructor(options: KubernetesBackendOptions = {}) {
+    super();
     this.options = resolveKubernetesOptions(options);
+  }
+
+  /** The cluster side, made with these options. */
+  protected async loadImplementation(): Promise<BackendImplementation> {
+    const { KubernetesBackendImplementation } = await import("./kubernetes/implementation.js");
+    return new KubernetesBackendImplementation(this.options, () => this.controlPlane());
   }
 
   /** The parent listens on its pod IP, port 3526, and runners dial it there over TLS, unless configured otherwise. */
@@ -55,28 +64,5 @@ export class KubernetesBackend implements Backend {
       );
     }
     return advertisedAddress({ host, port, tls }, advertisedHost);
-  }
-
-  /**
-   * Called by `pool.start()`: finds the credentials and the parent pod, and
-   * asks the API server whether the parent may make every request the backend
-   * makes, so a missing RBAC rule fails the start instead of the first boot.
-   */
-  async checkPermissions(): Promise<void> {
-    await (await this.implementation.get()).checkPermissions();
-  }
-
-  async provision(request: ProvisionRequest): Promise<ProvisionedRunner> {
-    return (await this.implementation.get()).provision(request);
-  }
-
-  /** Deletes the runner's pod and Secret; either already gone counts as deleted. */
-  async terminate(runner: ProvisionedRunner): Promise<void> {
-    await (await this.implementation.get()).terminate(runner);
-  }
-
-  /** Runner pods of this namespace (optionally of one pool), and Secrets whose pod is gone, found by their labels. */
-  async list(filter: { pool?: string } = {}): Promise<ListedRunner[]> {
-    return (await this.implementation.get()).list(filter);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The Fly, EC2 and Kubernetes backends are shells whose implementation is
- * loaded on first use (src/backends/load-on-first-use.ts): a runner imports
+ * loaded on first use (src/backends/deferred-backend.ts): a runner imports
  * flame-ts and constructs its app's backend on every cold start, and must not
  * evaluate code only a parent runs. A real `node --import tsx` process
  * records, with module hooks, every file it loads (test/fixtures/lazy-backends-app.ts),
