@@ -4,9 +4,8 @@
  * through mirror-runner.mjs; TSX_EXEC_ARGV is for processes a test starts from
  * the TypeScript sources itself.
  */
-import { join, relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ProcessBackend, type ProcessBackendOptions } from "../../src/index.js";
+import { copyOf as copyPathOf, MIRROR_BOOTSTRAP } from "./mirror-paths.mjs";
 
 export const TSX_EXEC_ARGV = ["--import", "tsx"];
 
@@ -15,19 +14,13 @@ export const TSX_EXEC_ARGV = ["--import", "tsx"];
  * copy (it takes the agent's path and the entry after it). Source maps make
  * the copy's stacks name the TypeScript sources, on worker threads too.
  */
-export const MIRROR_EXEC_ARGV = ["--enable-source-maps", repositoryPath(fileURLToPath(new URL("./mirror-runner.mjs", import.meta.url)))];
-
-/** The repository's own file for one of the copy's (a runner's pools boot runners too, from the copy's modules). */
-function repositoryPath(path: string): string {
-  return path.replace(`${sep}test${sep}.generated${sep}runner-mirror${sep}`, sep);
-}
+export const MIRROR_EXEC_ARGV = ["--enable-source-maps", MIRROR_BOOTSTRAP];
 
 /** The JavaScript copy of one of the repository's TypeScript modules (src/ is at dist/ in the copy). */
 export function copyOf(path: string): string {
-  const repo = fileURLToPath(new URL("../../", import.meta.url));
-  const inRepo = relative(repo, path);
-  const inCopy = inRepo.startsWith(`src${sep}`) ? join("dist", inRepo.slice(4)) : inRepo;
-  return join(repo, "test/.generated/runner-mirror", inCopy).replace(/\.ts$/, ".js");
+  const copy = copyPathOf(path);
+  if (copy === undefined) throw new Error(`${path} is not a TypeScript module of the repository: the suite's copy has no counterpart`);
+  return copy;
 }
 
 /**

@@ -7,24 +7,14 @@
  * wrote elsewhere, the examples) runs from its sources through tsx instead.
  */
 import { existsSync } from "node:fs";
-import { join, relative, sep } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const MIRROR = join(REPO, "test/.generated/runner-mirror");
+import { copyOf } from "./mirror-paths.mjs";
 
 const [node, , agentSource, entry] = process.argv;
 
-/** The copy of a repository .ts module, if the mirror holds one; a module of the copy (a runner's own pool booting a runner) is its own copy. */
+/** The copy of a module, if the copy holds one. */
 function mirrored(path) {
-  if (path === undefined) return undefined;
-  const file = path.startsWith("file:") ? fileURLToPath(path) : path;
-  if (!relative(MIRROR, file).startsWith("..")) return file;
-  const inRepo = relative(REPO, file);
-  if (inRepo.startsWith("..") || !/\.[cm]?ts$/.test(inRepo)) return undefined;
-  const underSrc = inRepo.startsWith(`src${sep}`);
-  const copy = join(MIRROR, underSrc ? join("dist", inRepo.slice(4)) : inRepo).replace(/ts$/, "js");
-  return existsSync(copy) ? copy : undefined;
+  const copy = path === undefined ? undefined : copyOf(path);
+  return copy !== undefined && existsSync(copy) ? copy : undefined;
 }
 
 const agent = mirrored(agentSource);

@@ -18,11 +18,8 @@
  */
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-export const RUNNER_MIRROR = join(REPO, "test/.generated/runner-mirror");
+import { REPO, RUNNER_MIRROR } from "./mirror-paths.mjs";
 
 export async function buildRunnerMirror(): Promise<void> {
   rmSync(RUNNER_MIRROR, { recursive: true, force: true });
@@ -32,7 +29,10 @@ export async function buildRunnerMirror(): Promise<void> {
     build({ ...common, absWorkingDir: REPO, entryPoints: ["src/**/*.ts"], outbase: "src", outdir: join(RUNNER_MIRROR, "dist") }),
     build({ ...common, absWorkingDir: REPO, entryPoints: ["test/fixtures/**/*.ts", "test/support/**/*.ts"], outbase: ".", outdir: RUNNER_MIRROR }),
   ]);
-  cpSync(join(REPO, "test/fixtures"), join(RUNNER_MIRROR, "test/fixtures"), { recursive: true, filter: (path) => !path.endsWith(".ts") });
+  // The JavaScript beside them (mirror-paths.mjs, which the copy of backends.ts imports; fixtures' hooks) as it is.
+  for (const folder of ["test/fixtures", "test/support"]) {
+    cpSync(join(REPO, folder), join(RUNNER_MIRROR, folder), { recursive: true, filter: (path) => !/\.[cm]?ts$/.test(path) });
+  }
   symlinkSync("dist", join(RUNNER_MIRROR, "src"));
   const { name, version, type } = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as Record<string, string>;
   writeFileSync(join(RUNNER_MIRROR, "package.json"), `${JSON.stringify({ name, version, type, private: true })}\n`);
