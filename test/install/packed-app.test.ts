@@ -51,6 +51,21 @@ const pool = new Pool({ name: "cjs", max: 1, log: "warn" });
 const triple = pool.define("triple", (n) => n * 3);
 module.exports = { pool, triple };
 `,
+  // The provider backends as an app on a runner builds them, then each used once: its implementation chunk loads from dist/.
+  "backends.mjs": `
+import { Ec2Backend, FlyApiError, FlyBackend, KubernetesApiError, KubernetesBackend } from "flame-ts";
+const fly = new FlyBackend({ app: "packed", image: "registry.fly.io/packed:1" });
+const ec2 = new Ec2Backend({ region: "us-east-1", runnerImage: "ghcr.io/example/app:1", controlPlane: { advertisedHost: "10.0.0.5" } });
+const kubernetes = new KubernetesBackend({ kubeconfig: "/nonexistent/kubeconfig", image: "ghcr.io/example/app:1" });
+const outcome = (use) => use().then((value) => value, (error) => ({ code: error.code ?? String(error) }));
+console.log(JSON.stringify({
+  names: [fly.name, ec2.name, kubernetes.name],
+  errorClasses: [typeof FlyApiError, typeof KubernetesApiError],
+  fly: await outcome(() => fly.list()),
+  ec2: await outcome(() => ec2.controlPlane()),
+  kubernetes: await outcome(() => kubernetes.list()),
+}));
+`,
   "main.cjs": `
 const { pool, triple } = require("./pools.cjs");
 triple(5).then(async (value) => {
@@ -307,6 +322,23 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     expect(checked).toContain('process backend, pool "thumbs"');
     expect(checked).toContain("all checks passed");
     expect(checked).not.toContain("pixels");
+  });
+
+  it("the Fly, EC2 and Kubernetes backends load their implementations from the package when used, and doctor --backend finds them", async () => {
+    const { code, stdout, stderr } = await node(["backends.mjs"], { FLY_API_TOKEN: "", FLY_APP_NAME: "", KUBECONFIG: "" });
+    expect(code, stderr).toBe(0);
+    expect(lastJsonLine(stdout)).toEqual({
+      names: ["fly", "ec2", "kubernetes"],
+      errorClasses: ["function", "function"],
+      fly: { code: "FLAME_FLY_INVALID_CONFIGURATION" },
+      ec2: { host: "0.0.0.0", port: 3526, tls: true },
+      kubernetes: { code: expect.stringMatching(/^FLAME_KUBERNETES_/) },
+    });
+    // The CLI takes the backend from the package's entry; with no token it says what is missing.
+    const doctor = await run(join(app, "node_modules/.bin/flame-ts"), ["doctor", "--backend", "fly"], app, 30_000, appEnvironment({ FLY_API_TOKEN: "" })).catch(
+      (error: Error) => error.message,
+    );
+    expect(doctor).toMatch(/FlyBackend needs a Machines API token/);
   });
 
   it("the same pools work from node --test", async () => {
