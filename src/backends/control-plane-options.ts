@@ -37,7 +37,10 @@ export interface ControlPlaneOptions {
 
 const pem = v.pipe(v.string(), v.includes("-----BEGIN ", "Expected PEM text"));
 
-/** The schema of a `tls` option (ControlPlaneTls), with the backend's default. */
+/**
+ * The schema of a `tls` option (ControlPlaneTls), with the backend's default.
+ * @internal
+ */
 export function controlPlaneTlsSchema(defaultValue: boolean) {
   return v.optional(v.union([v.boolean(), v.strictObject({ certificate: pem, key: pem, ca: v.optional(pem) })]), defaultValue);
 }
@@ -48,7 +51,10 @@ const hostName = v.pipe(
   v.regex(/^[A-Za-z0-9._:\-[\]]+$/, "Expected a host name or IP address"),
 );
 
-/** The schema of `controlPlane`, with a backend's defaults for `host` and `port` (`advertisedHost` is found at run time). */
+/**
+ * The schema of `controlPlane`, with a backend's defaults for `host` and `port` (`advertisedHost` is found at run time).
+ * @internal
+ */
 export function controlPlaneSchema(defaults: { host: string; port: number }) {
   return v.optional(
     v.strictObject({

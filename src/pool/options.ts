@@ -165,6 +165,10 @@ const schema = v.strictObject({
   onCastError: hook,
 });
 
+/**
+ * A Pool's options after validation and defaults.
+ * @internal
+ */
 export type ResolvedPoolOptions = Omit<v.InferOutput<typeof schema>, "idleShutdownAfter" | "log" | "backend" | "onGrowStart" | "onGrowEnd" | "onShrink" | "onCastError" | "bootTimeout"> & {
   /** Undefined until the pool applies its default (30 000 ms or the backend's). */
   bootTimeout?: number | undefined;
@@ -178,7 +182,10 @@ export type ResolvedPoolOptions = Omit<v.InferOutput<typeof schema>, "idleShutdo
   onCastError: PoolOptions["onCastError"];
 };
 
-/** Where the pool is being constructed, which its resolved options depend on. */
+/**
+ * Where the pool is being constructed, which its resolved options depend on.
+ * @internal
+ */
 export interface PoolSetting {
   /** The module that constructs the pool (its default entry, and the base of a relative one). */
   constructedIn: string | undefined;
@@ -186,7 +193,10 @@ export interface PoolSetting {
   onRunner: boolean;
 }
 
-/** Validates and defaults a Pool's options, once; the result is frozen (limits change through resize()). */
+/**
+ * Validates and defaults a Pool's options, once; the result is frozen (limits change through resize()).
+ * @internal
+ */
 export function resolvePoolOptions(input: PoolOptions, setting: PoolSetting): Readonly<ResolvedPoolOptions> {
   if (typeof input !== "object" || input === null) {
     throw new InvalidOptionError(`Pool options must be an object, got ${String(input)}`);
@@ -240,6 +250,10 @@ const callSchema = v.strictObject({
   signal: v.optional(v.instance(AbortSignal)),
 });
 
+/**
+ * Validates one call's options.
+ * @internal
+ */
 export function resolveCallOptions(input: CallOptions | undefined): CallOptions {
   if (input === undefined) return {};
   return parseOptions("call", callSchema, input);
@@ -253,6 +267,10 @@ export interface ResizeOptions {
 
 const resizeSchema = v.strictObject({ min: v.optional(nonNegativeInteger()), max: v.optional(positiveInteger()) });
 
+/**
+ * Validates `pool.resize`'s new limits against the current ones.
+ * @internal
+ */
 export function resolveResize(input: ResizeOptions, current: { min: number; max: number }, poolName: string) {
   const parsed = parseOptions(`Pool "${poolName}" resize`, resizeSchema, input);
   const min = parsed.min ?? current.min;

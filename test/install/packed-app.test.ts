@@ -353,8 +353,12 @@ describe.skipIf(!registry)("the packed package, installed into an app outside th
     expect(lastJsonLine(stdout)).toEqual({ triple: 15 });
   });
 
-  it("the published declarations compile under strict, without skipLibCheck, with no @types/ws or AWS SDK", async () => {
-    await run(process.execPath, [join(app, "node_modules/typescript/bin/tsc"), "-p", app], app, 120_000);
+  it("the published declarations compile under strict, without skipLibCheck, with no @types/ws or AWS SDK, and bring no dependency's types into the app's build", async () => {
+    const output = await run(process.execPath, [join(app, "node_modules/typescript/bin/tsc"), "-p", app, "--listFiles"], app, 120_000);
+    // Only @types/node (and what it references) besides flame-ts's own: valibot's schema types, internal to option
+    // validation, cost a user's strict build seconds of checking if the public declarations reach them.
+    const packages = new Set([...output.matchAll(/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((match) => match[1]));
+    expect([...packages].sort()).toEqual(["@types/node", "flame-ts", "typescript", "undici-types"]);
   }, 120_000);
 
   it("ProcessBackend({ tls: true }) runs calls over the pinned TLS channel, and flame-ts runner --help answers", async () => {

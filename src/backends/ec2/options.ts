@@ -220,7 +220,10 @@ const schema = v.strictObject({
 
 type Parsed = v.InferOutput<typeof schema>;
 
-/** Options after validation, with defaults applied. */
+/**
+ * Options after validation, with defaults applied.
+ * @internal
+ */
 export type ResolvedEc2Options = Omit<Parsed, "spot" | "userData" | "credentials"> & {
   credentials: Ec2Credentials | undefined;
   userData: Ec2BackendOptions["userData"];
@@ -235,7 +238,10 @@ const RENAMED_OPTIONS: Record<string, string> = {
   parentAddress: "controlPlane.advertisedHost",
 };
 
-/** Validates Ec2Backend options once, at construction. */
+/**
+ * Validates Ec2Backend options once, at construction.
+ * @internal
+ */
 export function resolveEc2Options(input: Ec2BackendOptions): ResolvedEc2Options {
   if (typeof input !== "object" || input === null) {
     throw new InvalidOptionError(`Ec2Backend options must be an object, got ${String(input)}`);

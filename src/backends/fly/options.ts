@@ -135,7 +135,10 @@ const schema = v.strictObject({
   requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
 });
 
-/** Options after validation and defaults. */
+/**
+ * Options after validation and defaults.
+ * @internal
+ */
 export type ResolvedFlyOptions = v.InferOutput<typeof schema> & {
   baseUrl: string;
   /** Where `token` came from, for messages that must not show it. */
@@ -149,6 +152,7 @@ export const DEFAULT_BASE_URL = "https://api.machines.dev";
  * Validates `input` and fills defaults from the environment. Required values
  * (token, app, image) may still be missing: a pool built on a runner
  * constructs its backend too and never uses it, so absence is reported on use.
+ * @internal
  */
 export function resolveFlyOptions(input: FlyBackendOptions, env: NodeJS.ProcessEnv = process.env): ResolvedFlyOptions {
   if (input && Object.hasOwn(input, "skipSecrets")) {
@@ -191,7 +195,10 @@ export function machineName(runnerId: string): string {
   return `flame-${runnerId}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 63).replace(/-+$/, "");
 }
 
-/** Body of `POST /v1/apps/{app}/machines` for one runner. */
+/**
+ * Body of `POST /v1/apps/{app}/machines` for one runner.
+ * @internal
+ */
 export function createMachineRequest(options: ResolvedFlyOptions & { image: string }, request: ProvisionRequest): Record<string, unknown> {
   const { guest, init, stopConfig } = options;
   const config: Record<string, unknown> = {

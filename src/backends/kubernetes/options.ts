@@ -126,13 +126,19 @@ const schema = v.strictObject({
   requestTimeout: v.optional(v.pipe(milliseconds(), v.minValue(1)), 30_000),
 });
 
-/** Options after validation and defaults from the environment (the namespace may still come from the credentials). */
+/**
+ * Options after validation and defaults from the environment (the namespace may still come from the credentials).
+ * @internal
+ */
 export type ResolvedKubernetesOptions = v.InferOutput<typeof schema> & {
   /** The parent pod's name, when known. */
   parentPodName: string | undefined;
 };
 
-/** Validates `input` and fills the defaults the environment gives (POD_NAME, POD_NAMESPACE, POD_IP). */
+/**
+ * Validates `input` and fills the defaults the environment gives (POD_NAME, POD_NAMESPACE, POD_IP).
+ * @internal
+ */
 export function resolveKubernetesOptions(input: KubernetesBackendOptions, env: NodeJS.ProcessEnv = process.env): ResolvedKubernetesOptions {
   const parsed = parseOptions("KubernetesBackend", schema, input ?? {});
   const podIp = env.POD_IP || undefined;
