@@ -46,7 +46,7 @@ export interface InstanceInfo {
 
 export interface HypervisorOptions {
   endpoint: string;
-  /** Milliseconds between DescribeInstances polls. Default 50. */
+  /** Milliseconds between DescribeInstances polls. Default 100. */
   pollInterval?: number;
   /**
    * Awaited before an instance "boots" (runs its user data). Resolve false to
@@ -96,7 +96,7 @@ export class Ec2Hypervisor {
     this.ec2 = new EC2Client({ region: MOTO_REGION, endpoint: options.endpoint, credentials: MOTO_CREDENTIALS });
     this.directory = mkdtempSync(join(tmpdir(), "flame-hypervisor-"));
     this.binDirectory = join(this.directory, "bin");
-    const realCli = !options.forceAwsStandIn && spawnSync("aws", ["--version"], { stdio: "ignore", timeout: 20_000 }).status === 0;
+    const realCli = !options.forceAwsStandIn && awsCliInstalled();
     this.awsCli = realCli ? "real" : "stand-in";
     writeCommands(this.binDirectory, !realCli);
   }
@@ -130,27 +130,33 @@ export class Ec2Hypervisor {
         // moto is reset between tests; anything else is a real failure, reported by stop().
         if (!this.stopped) this.pollError ??= error as Error;
       }
-      await new Promise((resolve) => setTimeout(resolve, this.options.pollInterval ?? 50));
+      await new Promise((resolve) => setTimeout(resolve, this.options.pollInterval ?? 100));
     }
   }
 
   private async poll(): Promise<void> {
-    for await (const page of paginateDescribeInstances({ client: this.ec2 }, {})) {
+    // Only live instances are listed: moto's answer grows with every instance it keeps, terminated ones included,
+    // and at this polling rate an unfiltered listing cost moto a third of a core. A machine missing from the
+    // listing has left pending and running: stopping, stopped, shutting down or terminated.
+    const live = new Set<string>();
+    const filters = [{ Name: "instance-state-name", Values: ["pending", "running"] }];
+    for await (const page of paginateDescribeInstances({ client: this.ec2 }, { Filters: filters })) {
       for (const instance of (page.Reservations ?? []).flatMap((reservation) => reservation.Instances ?? [])) {
         const id = instance.InstanceId!;
-        const state = instance.State?.Name;
-        const machine = this.machines.get(id);
-        if (!machine && state === "running") {
+        live.add(id);
+        if (!this.machines.has(id) && instance.State?.Name === "running") {
           const tags = Object.fromEntries((instance.Tags ?? []).map((tag) => [tag.Key!, tag.Value ?? ""]));
           const created = this.createMachine(id, tags);
           this.machines.set(id, created);
           void this.boot(created).catch((error: Error) => (this.pollError ??= error));
-        } else if (machine && state !== "running" && state !== "pending" && !machine.ended) {
-          machine.ended = true;
-          machine.killed = machine.process !== undefined && machine.exit === undefined;
-          kill(machine);
         }
       }
+    }
+    for (const [id, machine] of this.machines) {
+      if (live.has(id) || machine.ended) continue;
+      machine.ended = true;
+      machine.killed = machine.process !== undefined && machine.exit === undefined;
+      kill(machine);
     }
   }
 
@@ -229,6 +235,14 @@ export class Ec2Hypervisor {
       : new StopInstancesCommand({ InstanceIds: [machine.instanceId] });
     await this.ec2.send(command as TerminateInstancesCommand);
   }
+}
+
+let awsCliProbe: boolean | undefined;
+
+/** Whether the real AWS CLI is installed; asked once per process (it is a Python program, slow to start). */
+function awsCliInstalled(): boolean {
+  awsCliProbe ??= spawnSync("aws", ["--version"], { stdio: "ignore", timeout: 20_000 }).status === 0;
+  return awsCliProbe;
 }
 
 function kill(machine: Machine): void {
