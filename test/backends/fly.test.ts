@@ -514,6 +514,9 @@ describe("the emulator's OpenAPI 3.0 checks", () => {
     try {
       const strict = await OpenApiContract.load(specPath, { strict: true });
       const loose = await OpenApiContract.load(specPath, { strict: false });
+      // Compiled once per spec and mode in a process: every emulator of a test suite shares it.
+      expect(await OpenApiContract.load(specPath, { strict: true })).toBe(strict);
+      expect(loose).not.toBe(strict);
       const { operation, pathParameters } = strict.match("POST", "/things/t%201")!;
       expect(pathParameters).toEqual({ id: "t 1" });
       expect(strict.match("GET", "/things/t1")).toBeUndefined();

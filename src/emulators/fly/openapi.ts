@@ -10,6 +10,7 @@
  *
  * ajv and ajv-formats are optional peer dependencies, imported here on demand.
  */
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../package-paths.js";
@@ -83,9 +84,29 @@ export class OpenApiContract {
     private readonly errorResponse: Validate | undefined,
   ) {}
 
+  /**
+   * Compiled contracts by spec content and mode. Compiling the whole spec takes
+   * a quarter of a second of CPU, and a test suite starts an emulator per test;
+   * a contract holds nothing of one emulator (its validators are pure), so
+   * emulators of one process share it.
+   */
+  private static readonly compiled = new Map<string, Promise<OpenApiContract>>();
+
   /** Reads and compiles the spec at `specPath`; `from` words the error when ajv is missing (default "api"). */
-  static async load(specPath: string, options: { strict: boolean; from?: EmulatorInterface }): Promise<OpenApiContract> {
-    const spec = JSON.parse(readFileSync(specPath, "utf8")) as Json;
+  static load(specPath: string, options: { strict: boolean; from?: EmulatorInterface }): Promise<OpenApiContract> {
+    const text = readFileSync(specPath, "utf8");
+    const key = `${options.strict}\0${createHash("sha256").update(text).digest("hex")}`;
+    const known = OpenApiContract.compiled.get(key);
+    if (known) return known;
+    const compiling = OpenApiContract.compile(text, options);
+    OpenApiContract.compiled.set(key, compiling);
+    // A failed compile (ajv missing, a bad spec) is not kept: the next emulator tries again and reports it itself.
+    compiling.catch(() => OpenApiContract.compiled.delete(key));
+    return compiling;
+  }
+
+  private static async compile(text: string, options: { strict: boolean; from?: EmulatorInterface }): Promise<OpenApiContract> {
+    const spec = JSON.parse(text) as Json;
     const ajv = await createAjv(options.from ?? "api");
     const transform = (schema: unknown) => toJsonSchema(schema, options.strict);
     const components = (spec.components as Json | undefined)?.schemas as Json | undefined;
