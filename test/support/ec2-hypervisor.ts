@@ -33,7 +33,7 @@ import {
   StopInstancesCommand,
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
-import { MOTO_CREDENTIALS, MOTO_REGION } from "./moto.js";
+import { MOTO_CREDENTIALS, MOTO_POLL, MOTO_REGION } from "./moto.js";
 import { waitFor } from "./processes.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -46,7 +46,7 @@ export interface InstanceInfo {
 
 export interface HypervisorOptions {
   endpoint: string;
-  /** Milliseconds between DescribeInstances polls. Default 100. */
+  /** Milliseconds between DescribeInstances polls. Default MOTO_POLL (100). */
   pollInterval?: number;
   /**
    * Awaited before an instance "boots" (runs its user data). Resolve false to
@@ -130,7 +130,7 @@ export class Ec2Hypervisor {
         // moto is reset between tests; anything else is a real failure, reported by stop().
         if (!this.stopped) this.pollError ??= error as Error;
       }
-      await new Promise((resolve) => setTimeout(resolve, this.options.pollInterval ?? 100));
+      await new Promise((resolve) => setTimeout(resolve, this.options.pollInterval ?? MOTO_POLL));
     }
   }
 

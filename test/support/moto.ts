@@ -21,6 +21,12 @@ export const REQUIRE_MOTO_VAR = "FLAME_REQUIRE_MOTO";
 /** moto accepts any credentials; these only have to look like AWS's. */
 export const MOTO_CREDENTIALS = { accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "secret" } as const;
 export const MOTO_REGION = "us-east-1";
+/**
+ * How often tests and the test backend ask moto for instance states, in ms. Each
+ * DescribeInstances costs moto about 15 ms of CPU, so polling every 20 ms kept
+ * it at half a core; a runner's boot takes longer than this anyway.
+ */
+export const MOTO_POLL = 100;
 
 /** Whether `python3 -m moto.server` can run here, and why not. */
 export function motoAvailability(): { available: true } | { available: false; reason: string } {
@@ -100,7 +106,7 @@ export function testEc2Backend(
     runnerImage: settings.runnerImage,
     // Runners run on this host, not at the private IPs moto gives their instances.
     controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1", checkRunnerAddress: false },
-    statusPollInterval: 100,
+    statusPollInterval: 2 * MOTO_POLL,
     retryDelay: 50,
     ...options,
   } as Ec2BackendOptions);

@@ -41,12 +41,15 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Polls `predicate` until it holds, failing after `timeout` ms with `what` in the message. */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeout = 10_000): Promise<void> {
+/**
+ * Polls `predicate` every `interval` ms until it holds, failing after `timeout` ms with `what` in the message.
+ * A predicate that asks an emulator (moto costs 15 ms of CPU per DescribeInstances) takes a longer interval.
+ */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeout = 10_000, interval = 20): Promise<void> {
   const deadline = Date.now() + timeout;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, interval));
   }
 }
 
