@@ -1,6 +1,8 @@
 /**
  * The example app (examples/image-service) as a user runs it: a real HTTP
- * server process started from source, its renders on real runner processes,
+ * server process started from its compiled JavaScript (the suite's copy of
+ * its sources, as its image runs `node dist/server.js`; see runner-mirror.ts),
+ * its renders on real runner processes,
  * stopped with SIGTERM: on the child-process backend, on the Fly backend
  * through the Fly emulator, on the Kubernetes backend through the
  * Kubernetes emulator, and on the EC2 backend through moto (where it is
@@ -17,7 +19,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { FlyEmulator } from "../../src/emulators/fly/emulator.js";
 import type { KubernetesEmulator } from "../../src/emulators/kubernetes/emulator.js";
 import { startTestKubernetesEmulator } from "../support/kubernetes.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { copyOf, fromCopy } from "../support/backends.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
 import { liveMachines, startTestEmulator, TEST_IMAGE } from "../support/fly.js";
 import { MOTO_CREDENTIALS, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, type MotoServer } from "../support/moto.js";
@@ -28,7 +30,11 @@ import { descendantPids, isAlive, waitFor } from "../support/processes.js";
 keepProcessesAcrossTests();
 
 const REPOSITORY = fileURLToPath(new URL("../..", import.meta.url));
-const SERVER = "examples/image-service/src/server.ts";
+const SERVER = `${REPOSITORY}examples/image-service/src/server.ts`;
+/** The module runners import (the pool's entry), as the service's copy has it. */
+const POOL_ENTRY = copyOf(`${REPOSITORY}examples/image-service/src/pool.ts`);
+/** What an image would run for a runner: the CLI's `runner` command on the pool's module, from the copy. */
+const RUNNER_ARGUMENTS = [copyOf(`${REPOSITORY}src/cli.ts`), "runner", POOL_ENTRY];
 
 interface Service {
   child: ChildProcess;
@@ -39,9 +45,9 @@ interface Service {
 
 const started: Service[] = [];
 
-/** Starts the service from source (runners inherit `--import tsx`), on a free port, with only `env` as its configuration. */
+/** Starts the service from the copy, on a free port, with only `env` as its configuration. */
 async function startService(env: Record<string, string>): Promise<Service> {
-  const child = spawn(process.execPath, [...TSX_EXEC_ARGV, SERVER], {
+  const child = spawn(process.execPath, fromCopy(SERVER), {
     cwd: REPOSITORY,
     env: { ...cleanEnvironment(), PORT: "0", FLAME_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -70,10 +76,7 @@ function cleanEnvironment(): NodeJS.ProcessEnv {
   return env;
 }
 
-/**
- * Runner processes of the service: its children that run the runner agent
- * (tsx may also start an esbuild service process under the server).
- */
+/** Runner processes of the service: its children that run the runner agent. */
 function runnerPids(service: Service): number[] {
   return descendantPids(service.child.pid).filter((pid) => {
     try {
@@ -167,7 +170,7 @@ describe("on the child-process backend", () => {
     const runners = runnerPids(service);
     expect(runners.length).toBeGreaterThanOrEqual(1);
     // Runners import the module that defines the pool, not the HTTP server.
-    for (const pid of runners) expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toContain(`${REPOSITORY}examples/image-service/src/pool.ts`);
+    for (const pid of runners) expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toContain(POOL_ENTRY);
   });
 
   it("makes a thumbnail of an uploaded PNG, keeping its aspect ratio", async () => {
@@ -260,7 +263,7 @@ describe("with OpenTelemetry on (OTEL_EXPORTER_OTLP_ENDPOINT)", () => {
 
 describe("configuration errors", () => {
   it("name every missing or malformed setting, and the service does not start", async () => {
-    const child = spawn(process.execPath, [...TSX_EXEC_ARGV, SERVER], {
+    const child = spawn(process.execPath, fromCopy(SERVER), {
       cwd: REPOSITORY,
       env: { ...cleanEnvironment(), FLAME_BACKEND: "fly", POOL_MAX: "lots", FLY_API_TOKEN: "not-shown" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -299,7 +302,7 @@ describe("on the Fly backend, through the Fly emulator", () => {
       // Each machine renders on two worker threads (and so takes two renders at once).
       POOL_RUNNER_THREADS: "2",
       // What an image would run, as the emulator runs it: a local process, in the emulator's directory (the repository).
-      RUNNER_COMMAND: JSON.stringify([process.execPath, ...TSX_EXEC_ARGV, "src/cli.ts", "runner", "examples/image-service/src/pool.ts"]),
+      RUNNER_COMMAND: JSON.stringify([process.execPath, "--enable-source-maps", ...RUNNER_ARGUMENTS]),
     });
     const images = await Promise.all([1, 2, 3].map((zoom) => fetchPng(`${service.url}/fractal?width=160&height=90&zoom=${zoom}`)));
     for (const image of images) expect([image.width, image.height]).toEqual([160, 90]);
@@ -312,7 +315,7 @@ describe("on the Fly backend, through the Fly emulator", () => {
     expect(machines.length).toBeGreaterThanOrEqual(1);
     expect(machines.length).toBeLessThanOrEqual(2);
     for (const machine of machines) {
-      expect(machine.config.init.cmd.slice(-3)).toEqual(["src/cli.ts", "runner", "examples/image-service/src/pool.ts"]);
+      expect(machine.config.init.cmd.slice(-3)).toEqual(RUNNER_ARGUMENTS);
       expect(machine.env.FLY_API_TOKEN).toBeUndefined();
     }
     expect(emulator.violations()).toEqual([]);
@@ -346,7 +349,7 @@ describe("on the Kubernetes backend, through the Kubernetes emulator", () => {
       // Any free port: other tests run beside this one (the default, 3526, is what a NetworkPolicy names).
       KUBERNETES_LISTEN_PORT: "0",
       POOL_MAX: "2",
-      RUNNER_COMMAND: JSON.stringify([process.execPath, ...TSX_EXEC_ARGV, "src/cli.ts", "runner", "examples/image-service/src/pool.ts"]),
+      RUNNER_COMMAND: JSON.stringify([process.execPath, "--enable-source-maps", ...RUNNER_ARGUMENTS]),
     });
     const images = await Promise.all([1, 2].map((zoom) => fetchPng(`${service.url}/fractal?width=120&height=80&zoom=${zoom}`)));
     for (const image of images) expect([image.width, image.height]).toEqual([120, 80]);
@@ -410,8 +413,7 @@ describe.skipIf(!moto.available && !motoRequired)("on the EC2 backend, through m
       const [run] = machine.dockerRuns();
       expect(run).toEqual(expect.arrayContaining(["--network", "host", "registry.example.com/image-service:1"]));
       expect(run!.join(" ")).toContain("-e FLAME_BUILD_ID");
-      expect(machine.userData).toContain("export FLAME_ENTRY='/");
-      expect(machine.userData).toContain("examples/image-service/src/pool.ts'");
+      expect(machine.userData).toContain(`export FLAME_ENTRY='${POOL_ENTRY}'`);
     }
 
     expect(await stopService(service)).toEqual({ code: 0, signal: null });
