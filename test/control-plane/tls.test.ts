@@ -14,7 +14,7 @@ import type { Backend, ProvisionRequest } from "../../src/index.js";
 import { fingerprintOf, generateTlsIdentity } from "../../src/control-plane/certificate.js";
 import { decodeRunnerEnv, encodeRunnerEnv, RUNNER_ENV_VAR, type RunnerBootInfo } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
-import { testProcessBackend, TSX_EXEC_ARGV } from "../support/backends.js";
+import { MIRROR_EXEC_ARGV, testProcessBackend } from "../support/backends.js";
 
 const agentMain = fileURLToPath(new URL("../../src/runner-agent/main.ts", import.meta.url));
 const appEntry = fileURLToPath(new URL("../fixtures/app.ts", import.meta.url));
@@ -120,7 +120,7 @@ describe("the control plane over TLS, pinned to the parent", () => {
     cleanups.push(() => new Promise((resolve) => server.close(resolve)));
     const port = (server.address() as { port: number }).port;
     const token = "the-runner-token-that-must-not-leave";
-    const runner = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain, appEntry], {
+    const runner = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain, appEntry], {
       env: {
         ...process.env,
         [RUNNER_ENV_VAR]: encodeRunnerEnv({

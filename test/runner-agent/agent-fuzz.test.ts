@@ -31,7 +31,7 @@ import { ProtocolError } from "../../src/protocol/validate.js";
 import { Agent, type AgentEnd } from "../../src/runner-agent/agent.js";
 import { InlineCalls } from "../../src/runner-agent/call-host.js";
 import type { RegisteredPool } from "../../src/runtime.js";
-import { TSX_EXEC_ARGV } from "../support/backends.js";
+import { MIRROR_EXEC_ARGV } from "../support/backends.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
 
 // The agents the process-layer tests attack are started together before those tests (each
@@ -530,7 +530,7 @@ afterAll(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
 
-/** Starts the real runner agent (through tsx, as the ProcessBackend of the tests does) pointed at `parentUrl`. */
+/** Starts the real runner agent (from the suite's JavaScript copy, as the ProcessBackend of the tests does) pointed at `parentUrl`. */
 function spawnAgent(parentUrl: string, options: { runnerId?: string; entry?: string; connectTimeout?: number } = {}): AgentProcess {
   const env = encodeRunnerEnv({
     parentUrl,
@@ -540,7 +540,7 @@ function spawnAgent(parentUrl: string, options: { runnerId?: string; entry?: str
     connectTimeout: options.connectTimeout ?? 10_000,
     heartbeatInterval: 10_000,
   });
-  const child = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain, ...(options.entry ? [options.entry] : [])], {
+  const child = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain, ...(options.entry ? [options.entry] : [])], {
     env: { ...process.env, FLAME_PARENT: env },
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { makePool } from "../fixtures/app.js";
-import { testProcessBackend, TSX_EXEC_ARGV } from "../support/backends.js";
+import { MIRROR_EXEC_ARGV, testProcessBackend } from "../support/backends.js";
 import { waitFor } from "../support/processes.js";
 
 const agentMain = fileURLToPath(new URL("../../src/runner-agent/main.ts", import.meta.url));
@@ -36,7 +36,7 @@ describe("runner agent", () => {
       heartbeatInterval: 1_000,
     });
     const startedAt = Date.now();
-    const agent = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain, appEntry], {
+    const agent = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain, appEntry], {
       env: { ...process.env, FLAME_PARENT: env },
       stdio: ["ignore", "ignore", "pipe"],
     });
@@ -50,7 +50,7 @@ describe("runner agent", () => {
   });
 
   it("refuses to start without FLAME_PARENT, saying who starts it", async () => {
-    const agent = spawn(process.execPath, [...TSX_EXEC_ARGV, agentMain], { env: { ...process.env, FLAME_PARENT: "" }, stdio: ["ignore", "ignore", "pipe"] });
+    const agent = spawn(process.execPath, [...MIRROR_EXEC_ARGV, agentMain], { env: { ...process.env, FLAME_PARENT: "" }, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     agent.stderr!.on("data", (chunk) => (stderr += chunk));
     const [code] = await once(agent, "exit");
