@@ -16,12 +16,12 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFlyEmulator } from "../../src/emulators/fly/emulator.js";
 import { resolveSpecPath, SPEC_ENV_VAR } from "../../src/emulators/fly/openapi.js";
-import { descendantPids, isAlive, waitFor } from "../support/processes.js";
+import { descendantPids, isAlive, onPath, waitFor } from "../support/processes.js";
 import { appEnvironment, appWithPackage, BUILD_TIMEOUT, INSTALL_TIMEOUT, REPO, registryReachable, run } from "../support/packed-package.js";
 
 const SPEC_IN_PACKAGE = "spec/fly/machines-openapi.json";
@@ -29,7 +29,7 @@ const TOKEN = "packaged-emulator-token";
 const APP = "flame-emulated";
 
 const registry = await registryReachable("the packaged emulators' install tests");
-const kubectlOnPath = (process.env.PATH ?? "").split(delimiter).some((directory) => existsSync(join(directory, "kubectl")));
+const kubectlOnPath = onPath("kubectl");
 
 /**
  * An app module with a KubernetesBackend pool: its runners run it too (it is

@@ -7,16 +7,16 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
-import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KubernetesEmulator } from "../../src/emulators/kubernetes/emulator.js";
 import { keepProcessesAcrossTests } from "../support/no-leftover-processes.js";
+import { onPath } from "../support/processes.js";
 import { kubernetesRequest, nodeCommand, openWatch, podManifest, startTestKubernetesEmulator } from "../support/kubernetes.js";
 
 const run = promisify(execFile);
-const kubectlOnPath = (process.env.PATH ?? "").split(delimiter).some((directory) => existsSync(join(directory, "kubectl")));
+const kubectlOnPath = onPath("kubectl");
 // CI installs kubectl and sets this: there, a missing kubectl is a failure, not a skip.
 if (process.env.FLAME_REQUIRE_KUBECTL === "1" && !kubectlOnPath) throw new Error("FLAME_REQUIRE_KUBECTL is set but kubectl is not on PATH (apt-get install kubernetes-client)");
 

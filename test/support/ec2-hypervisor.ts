@@ -21,7 +21,7 @@
  * The instance's "role" credentials come through the environment, as IMDS
  * would serve them.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,7 +34,7 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { MOTO_CREDENTIALS, MOTO_POLL, MOTO_REGION } from "./moto.js";
-import { waitFor } from "./processes.js";
+import { onPath, waitFor } from "./processes.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 const OUTPUT_TAIL = 8_192;
@@ -96,7 +96,7 @@ export class Ec2Hypervisor {
     this.ec2 = new EC2Client({ region: MOTO_REGION, endpoint: options.endpoint, credentials: MOTO_CREDENTIALS });
     this.directory = mkdtempSync(join(tmpdir(), "flame-hypervisor-"));
     this.binDirectory = join(this.directory, "bin");
-    const realCli = !options.forceAwsStandIn && awsCliInstalled();
+    const realCli = !options.forceAwsStandIn && onPath("aws");
     this.awsCli = realCli ? "real" : "stand-in";
     writeCommands(this.binDirectory, !realCli);
   }
@@ -235,14 +235,6 @@ export class Ec2Hypervisor {
       : new StopInstancesCommand({ InstanceIds: [machine.instanceId] });
     await this.ec2.send(command as TerminateInstancesCommand);
   }
-}
-
-let awsCliProbe: boolean | undefined;
-
-/** Whether the real AWS CLI is installed; asked once per process (it is a Python program, slow to start). */
-function awsCliInstalled(): boolean {
-  awsCliProbe ??= spawnSync("aws", ["--version"], { stdio: "ignore", timeout: 20_000 }).status === 0;
-  return awsCliProbe;
 }
 
 function kill(machine: Machine): void {

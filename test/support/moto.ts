@@ -28,9 +28,22 @@ export const MOTO_REGION = "us-east-1";
  */
 export const MOTO_POLL = 100;
 
+/**
+ * The modules `python3 -m moto.server` needs (moto and its [server] extra's).
+ * They are looked up, not imported: importing moto.server takes half a second
+ * of CPU, and every file with EC2 tests asks. A broken install still fails
+ * clearly, at start, with moto's own output.
+ */
+const MOTO_SERVER_MODULES = ["moto", "flask", "flask_cors", "werkzeug"];
+const MOTO_PROBE = `
+import importlib.util, sys
+missing = [name for name in sys.argv[1:] if importlib.util.find_spec(name) is None]
+if missing: sys.exit("missing Python modules: " + ", ".join(missing))
+`;
+
 /** Whether `python3 -m moto.server` can run here, and why not. */
 export function motoAvailability(): { available: true } | { available: false; reason: string } {
-  const probe = spawnSync("python3", ["-c", "import moto.server"], { encoding: "utf8", timeout: 20_000 });
+  const probe = spawnSync("python3", ["-c", MOTO_PROBE, ...MOTO_SERVER_MODULES], { encoding: "utf8", timeout: 20_000 });
   if (probe.status === 0) return { available: true };
   const detail = probe.error?.message ?? probe.stderr.trim().split("\n").at(-1) ?? `exit ${probe.status}`;
   return { available: false, reason: `moto is not installed (${detail}): ${MOTO_INSTALL_HINT}` };

@@ -1,5 +1,22 @@
-/** Helpers to see the processes a test started, read from /proc. */
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+/** Helpers to see the processes a test started, read from /proc, and the commands this machine has. */
+import { accessSync, constants, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { delimiter, join } from "node:path";
+
+/**
+ * Whether `command` is an executable on PATH. Tests that need a tool (kubectl,
+ * the AWS CLI, cfn-lint) look for it this way rather than by running its
+ * `--version`: the Python ones take half a second of CPU to start.
+ */
+export function onPath(command: string): boolean {
+  return (process.env.PATH ?? "").split(delimiter).some((directory) => {
+    try {
+      accessSync(join(directory, command), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
 
 /** Pids of the live descendants of `root` (default: this process). */
 export function descendantPids(root = process.pid): number[] {
