@@ -20,7 +20,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, ls
 import { createRequire } from "node:module";
 import { dirname, join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import ts from "typescript";
+import type ts from "typescript";
 import { stageNamed, type Dockerfile, type Stage } from "./dockerfile.js";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -154,8 +154,18 @@ function installFlameTs(target: string): void {
   }
 }
 
+/**
+ * The TypeScript compiler, loaded on first use: most files that import this
+ * module only want its paths, and loading the compiler costs a worker about a
+ * second of CPU.
+ */
+function typescript(): typeof ts {
+  return createRequire(import.meta.url)("typescript") as typeof ts;
+}
+
 /** The example's `npm run build` (tsc with its tsconfig.json), file by file. */
 function compileExample(outDir: string): void {
+  const ts = typescript();
   const config = exampleCompilerOptions();
   // File by file, tsc cannot see package.json's "type": "module" that makes NodeNext emit ES modules: say it.
   const esm = (JSON.parse(readFileSync(join(EXAMPLE, "package.json"), "utf8")) as { type?: string }).type === "module";
@@ -170,6 +180,7 @@ function compileExample(outDir: string): void {
 
 /** The example's tsconfig.json, as tsc reads it: its source files, rootDir and outDir. */
 export function exampleCompilerOptions(): { options: ts.CompilerOptions; fileNames: string[]; rootDir: string; outDir: string } {
+  const ts = typescript();
   const path = join(EXAMPLE, "tsconfig.json");
   if (!existsSync(path)) throw new Error(`the example has no tsconfig.json (its "build" script is tsc): ${path}`);
   const parsed = ts.getParsedCommandLineOfConfigFile(path, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (diagnostic) => {
