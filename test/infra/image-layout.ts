@@ -115,15 +115,24 @@ function buildStageRoot(stage: Stage, name: string, root: string, built: Set<str
   return root;
 }
 
-/** The files `npm pack` puts in flame-ts's package (what `npm install flame-ts` unpacks). */
+let packedFileList: string[] | undefined;
+
+/**
+ * The files `npm pack` puts in flame-ts's package (what `npm install flame-ts`
+ * unpacks). Asked once per test file: each `npm pack --dry-run` costs most of
+ * a second of CPU, and no test changes what the package holds.
+ */
 export function packedFiles(): string[] {
-  const output = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
-    cwd: REPO,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  const [pack] = JSON.parse(output) as Array<{ files: Array<{ path: string }> }>;
-  return pack!.files.map((file) => file.path);
+  if (packedFileList === undefined) {
+    const output = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+      cwd: REPO,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const [pack] = JSON.parse(output) as Array<{ files: Array<{ path: string }> }>;
+    packedFileList = pack!.files.map((file) => file.path);
+  }
+  return [...packedFileList];
 }
 
 /**
