@@ -322,8 +322,9 @@ describe("on the Fly backend, through the Fly emulator", () => {
 
     expect(await stopService(service)).toEqual({ code: 0, signal: null });
     // The pool destroyed its machines through the API before the service exited (not merely left them to exit with their parent).
-    // (A runner still booting when the pool stops may be destroyed twice: terminate is idempotent.)
-    const destroyed = emulator.requests().filter((request) => request.operationId === "Machines_delete" && request.status === 200);
+    // (A runner still booting when the pool stops may be destroyed twice: terminate is idempotent. A runner told to shut down
+    // may exit, and its machine auto-destroy, before the pool's DELETE arrives: that DELETE is answered 404, seen once under load.)
+    const destroyed = emulator.requests().filter((request) => request.operationId === "Machines_delete" && (request.status === 200 || request.status === 404));
     expect([...new Set(destroyed.map((request) => request.path.split("/").pop()))].sort()).toEqual(machines.map((machine) => machine.id).sort());
     await waitFor(() => liveMachines(emulator).length === 0, "the runner machines to be destroyed", 5_000);
   });
