@@ -17,6 +17,7 @@ import { OpenApiContract } from "../../src/emulators/fly/openapi.js";
 import { BackendError, BootError, QueueTimeoutError, InvalidOptionError, RunnerExitedError, type GrowResult } from "../../src/index.js";
 import { consoleLogger } from "../../src/log.js";
 import { fixtureEntry, makePool } from "../fixtures/app.js";
+import { copyOf, fromCopy } from "../support/backends.js";
 import { AGENT_MAIN, liveMachines, pretendParentOnFly, startTestEmulator, TEST_IMAGE, testFlyBackend } from "../support/fly.js";
 import { isAlive, waitFor } from "../support/processes.js";
 
@@ -310,7 +311,7 @@ describe("FlyBackend on the emulator", () => {
       [...describeFlyEmulator(emulator).matchAll(/export (\w+)=(\S+)/g)].map(([, key, value]) => [key!, value!]),
     );
     expect(Object.keys(flyEnvironment).sort()).toEqual(["FLY_API_HOSTNAME", "FLY_API_TOKEN", "FLY_APP_NAME", "FLY_IMAGE_REF", "FLY_PRIVATE_IP"]);
-    const parent = spawn(process.execPath, ["--import", "tsx", parentScript], {
+    const parent = spawn(process.execPath, fromCopy(parentScript), {
       env: { ...process.env, ...flyEnvironment, RUNNERS: "2" },
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -323,8 +324,8 @@ describe("FlyBackend on the emulator", () => {
     const machines = liveMachines(emulator);
     expect(machines).toHaveLength(2);
     expect(machines.every((machine) => machine.state === "started")).toBe(true);
-    // The default command: the parent's node and flags, the runner agent and the entry, at the parent's paths.
-    expect(machines[0]!.config.init.cmd).toEqual([process.execPath, "--import", "tsx", AGENT_MAIN, fixtureEntry]);
+    // The default command: the parent's node and flags, the runner agent and the entry, at the parent's paths (the copy's).
+    expect(machines[0]!.config.init.cmd).toEqual([process.execPath, ...fromCopy(AGENT_MAIN), copyOf(fixtureEntry)]);
 
     parent.kill("SIGKILL");
     await exited;

@@ -16,8 +16,8 @@ import { parseAllDocuments } from "yaml";
 import { KubernetesBackend, KUBERNETES_RBAC } from "../../src/backends/kubernetes.js";
 import type { KubernetesEmulator } from "../../src/emulators/kubernetes/emulator.js";
 import type { PolicyRule } from "../../src/emulators/kubernetes/rbac.js";
-import { makePool, fixtureEntry } from "../fixtures/app.js";
-import { AGENT_MAIN } from "../support/fly.js";
+import { makePool } from "../fixtures/app.js";
+import { runnerCommand } from "../support/fly.js";
 import { startTestKubernetesEmulator } from "../support/kubernetes.js";
 import { onPath, waitFor } from "../support/processes.js";
 
@@ -79,7 +79,7 @@ describe("the Role, enforced by the emulator, in a recorded run of every backend
     const backend = new KubernetesBackend({
       kubeconfig: await emulator.writeKubeconfig(),
       parentPod: { name: "image-service-0" },
-      command: [process.execPath, "--import", "tsx", AGENT_MAIN, fixtureEntry],
+      command: runnerCommand(),
       controlPlane: { host: "127.0.0.1", port: 0, advertisedHost: "127.0.0.1" },
     });
     await backend.checkPermissions();
