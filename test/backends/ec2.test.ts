@@ -25,7 +25,7 @@ import { bootScript, ecrRegistry, shellQuote } from "../../src/backends/ec2/user
 import { decodeRunnerEnv, encodeRunnerEnv } from "../../src/protocol/runner-env.js";
 import { fixtureEntry, makePool } from "../fixtures/app.js";
 import { Ec2Hypervisor, waitForNoMachines } from "../support/ec2-hypervisor.js";
-import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, MOTO_POLL, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, type MotoServer } from "../support/moto.js";
+import { MOTO_CREDENTIALS, MOTO_INSTALL_HINT, MOTO_REGION, motoAvailability, REQUIRE_MOTO_VAR, startMoto, testEc2Backend, waitForMoto, type MotoServer } from "../support/moto.js";
 import { environmentForFile } from "../support/environment.js";
 import { waitFor } from "../support/processes.js";
 import { fromCopy, MIRROR_EXEC_ARGV } from "../support/backends.js";
@@ -251,7 +251,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
 
     hold.abort();
     await Promise.allSettled(calls);
-    await waitFor(async () => (await instances("ec2-scale")).every((instance) => !alive(instance)), "idle runners to be terminated in EC2", 10_000, MOTO_POLL);
+    await waitForMoto(async () => (await instances("ec2-scale")).every((instance) => !alive(instance)), "idle runners to be terminated in EC2");
     // The pool counts a runner gone once the backend's terminate has returned, a moment after EC2 shows it.
     await waitFor(() => scaling.stats().runners.total === 0, "the pool to count its runners gone");
     expect(scaling.stats().runners).toMatchObject({ booting: 0, ready: 0, draining: 0, stopping: 0 });
@@ -377,10 +377,10 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     // The caller waited bootTimeout; its error says the runner never connected.
     expect(failure).toMatchObject({ code: "FLAME_QUEUE_TIMEOUT", message: expect.stringMatching(/not connected back to the parent/) });
     let first: Instance | undefined;
-    await waitFor(async () => {
+    await waitForMoto(async () => {
       first = (await instances("ec2-hung")).sort((a, b) => a.LaunchTime!.getTime() - b.LaunchTime!.getTime())[0];
       return first !== undefined && !alive(first);
-    }, "the hung instance to be terminated", 10_000, MOTO_POLL);
+    }, "the hung instance to be terminated");
     const parameter = `/flame-ts/${tagsOf(first!)["flame:runner"]}`;
     await expect(ssm.send(new GetParameterCommand({ Name: parameter }))).rejects.toMatchObject({ name: "ParameterNotFound" });
     await hung.stop();
@@ -436,12 +436,12 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
     const parent = startParent({ pool: "ec2-orphan", min: 1, thenMin: 2, runnerConnectTimeout: 1_500 });
 
     await parent.ready;
-    await waitFor(async () => (await instances("ec2-orphan")).length === 2, "the second runner's instance", 10_000, MOTO_POLL);
+    await waitForMoto(async () => (await instances("ec2-orphan")).length === 2, "the second runner's instance");
     parent.process.kill("SIGKILL");
     await once(parent.process, "exit");
     releaseSecond();
 
-    await waitFor(async () => (await instances("ec2-orphan")).every((instance) => !alive(instance)), "every runner to power off", 15_000, MOTO_POLL);
+    await waitForMoto(async () => (await instances("ec2-orphan")).every((instance) => !alive(instance)), "every runner to power off", 15_000);
     const ended = [...machines.machines.values()];
     expect(ended).toHaveLength(2);
     // Nobody terminated them: each runner exited (parent gone, or never reached it) and powered its machine off.
@@ -451,7 +451,7 @@ describe.skipIf(!moto.available && !motoRequired)("Ec2Backend against moto", () 
   it("reaps the runners a crashed parent left behind, and only those", async () => {
     hypervisor({ gate: () => false });
     const parent = startParent({ pool: "ec2-reap", min: 2, thenMin: 2, runnerConnectTimeout: 1_500 });
-    await waitFor(async () => (await instances("ec2-reap")).length === 2, "the crashed parent's instances", 15_000, MOTO_POLL);
+    await waitForMoto(async () => (await instances("ec2-reap")).length === 2, "the crashed parent's instances", 15_000);
     parent.process.kill("SIGKILL");
     await once(parent.process, "exit");
     const otherBackend = backend();

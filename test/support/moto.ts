@@ -28,6 +28,11 @@ export const MOTO_REGION = "us-east-1";
  */
 export const MOTO_POLL = 100;
 
+/** waitFor for a predicate that asks moto: polled every MOTO_POLL ms. */
+export function waitForMoto(predicate: () => Promise<boolean>, what: string, timeout = 10_000): Promise<void> {
+  return waitFor(predicate, what, timeout, MOTO_POLL);
+}
+
 /**
  * The modules `python3 -m moto.server` needs (moto and its [server] extra's).
  * They are looked up, not imported: importing moto.server takes half a second

@@ -41,7 +41,7 @@ function descendantsFromTaskChildren(root: number): number[] {
   while (frontier.length > 0) {
     const parent = frontier.pop()!;
     for (const pid of childPids(parent)) {
-      if (isZombie(pid)) continue;
+      if (!isAlive(pid)) continue;
       found.push(pid);
       frontier.push(pid);
     }
@@ -66,15 +66,6 @@ function childPids(pid: number): number[] {
     }
   }
   return children;
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] === "Z";
-  } catch {
-    return true;
-  }
 }
 
 function descendantsFromEveryStat(root: number): number[] {
@@ -116,10 +107,7 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/**
- * Polls `predicate` every `interval` ms until it holds, failing after `timeout` ms with `what` in the message.
- * A predicate that asks an emulator (moto costs 15 ms of CPU per DescribeInstances) takes a longer interval.
- */
+/** Polls `predicate` every `interval` ms until it holds, failing after `timeout` ms with `what` in the message. */
 export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeout = 10_000, interval = 20): Promise<void> {
   const deadline = Date.now() + timeout;
   while (!(await predicate())) {
